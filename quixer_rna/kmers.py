@@ -1,0 +1,39 @@
+"""The fixed k-mer numbering shared by every stage: base-4 digits A=0, C=1, G=2, T=3, first base most
+significant, so `ACGT` -> 0b00011011 = 27. Ids depend on the k-mer alone, never on data or frequency."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+BASES = "ACGT"
+_DIGIT = {base: i for i, base in enumerate(BASES)}
+
+
+def kmer_to_id(kmer: str) -> int:
+    value = 0
+    for base in kmer:
+        value = value * 4 + _DIGIT[base]
+    return value
+
+
+def id_to_kmer(index: int, k: int) -> str:
+    digits = []
+    for _ in range(k):
+        index, digit = divmod(index, 4)
+        digits.append(BASES[digit])
+    return "".join(reversed(digits))
+
+
+def all_kmers(k: int) -> list[str]:
+    """All 4^k k-mers in id order."""
+    return [id_to_kmer(i, k) for i in range(4**k)]
+
+
+def windows_to_ids(windows: Iterable[Sequence[str]]) -> "torch.Tensor":  # noqa: F821
+    """Map equal-length windows of k-mers to an int64 tensor [N, L] of k-mer ids."""
+    import torch
+
+    rows = [[kmer_to_id(kmer) for kmer in window] for window in windows]
+    if rows and len({len(r) for r in rows}) != 1:
+        raise ValueError("windows must all have the same number of k-mers")
+    return torch.tensor(rows, dtype=torch.int64).reshape(len(rows), -1 if rows else 0)
