@@ -53,8 +53,10 @@ def parse_header(header: str) -> tuple[str, str]:
         return accession, accession.split(".")[0]
     else:
         accession, _, rest = header.partition(" ")
+    # The symbol is the last parenthesised word: descriptions carry their own, e.g.
+    # "spinster homolog 1 (Drosophila) (SPNS1), transcript variant 3, mRNA".
     genes = _GENE_IN_PARENS.findall(rest)
-    gene = genes[0] if genes else accession.split(".")[0]
+    gene = genes[-1] if genes else accession.split(".")[0]
     return accession, gene
 
 
