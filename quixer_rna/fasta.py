@@ -10,7 +10,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 from .errors import UserError
 
@@ -76,35 +76,43 @@ def iter_fasta(path: str | Path) -> Iterator[FastaRecord]:
     """Yield records of a FASTA file; an empty file, a file that is not FASTA, a record without a
     sequence and a truncated or corrupt .gz each raise a one-line UserError naming the file."""
     path = Path(path)
-    header: str | None = None
-    chunks: list[str] = []
-    seen_any = False
-    line_no = 0
     try:
         with open_text(path) as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                line = raw.strip()
-                if not line:
-                    continue
-                if line.startswith(">"):
-                    if header is not None:
-                        yield _finish(path, header, chunks, line_no)
-                    header, chunks, seen_any = line[1:], [], True
-                elif header is None:
-                    raise UserError(f"{path}:{line_no}: not FASTA (the first non-empty line must start with '>')")
-                else:
-                    chunks.append(line)
-            if header is not None:
-                yield _finish(path, header, chunks, line_no + 1)
+            yield from _records(handle, path)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise UserError(f"{path}: truncated or corrupt gzip file ({exc}); download it again") from exc
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not FASTA (binary content at byte {exc.start})") from exc
-    if not seen_any:
-        raise UserError(f"{path}: empty file, no FASTA records")
 
 
-def _finish(path: Path, header: str, chunks: list[str], line_no: int) -> FastaRecord:
+def iter_fasta_text(text: str, source: str) -> Iterator[FastaRecord]:
+    """Yield records of FASTA text held in memory (e.g. a server's response), with the same checks
+    as `iter_fasta`; errors name `source`."""
+    yield from _records(io.StringIO(text), source)
+
+
+def _records(lines: Iterable[str], source: str | Path) -> Iterator[FastaRecord]:
+    header: str | None = None
+    chunks: list[str] = []
+    line_no = 0
+    for line_no, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith(">"):
+            if header is not None:
+                yield _finish(source, header, chunks, line_no)
+            header, chunks = line[1:], []
+        elif header is None:
+            raise UserError(f"{source}:{line_no}: not FASTA (the first non-empty line must start with '>')")
+        else:
+            chunks.append(line)
+    if header is None:
+        raise UserError(f"{source}: empty file, no FASTA records")
+    yield _finish(source, header, chunks, line_no + 1)
+
+
+def _finish(path: str | Path, header: str, chunks: list[str], line_no: int) -> FastaRecord:
     sequence = "".join(chunks)
     if not sequence:
         raise UserError(f"{path}: record '{header[:60]}' (before line {line_no}) has no sequence")
