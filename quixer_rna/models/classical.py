@@ -1,0 +1,168 @@
+"""The classical baselines of the Quixer paper (LSTM, Transformer, FNet), sized by the same flags, so
+Quixer's next-token results on RNA sit beside the models it was compared with on text.
+
+Each maps context tokens int64 [B, T] to next-token logits [B, V] (the models/__init__ contract) and
+is registered by name for the shared trainer. Defaults follow the paper's baselines: embedding 96,
+LSTM 2 layers (hidden = embedding), Transformer 1 layer / 1 head / FFN 4E, FNet 2 layers / FFN 4E;
+dropout 0.1 everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import register
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    """The fixed sine/cosine position table of Vaswani et al., [length, dim]."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+def _check_sizes(name: str, **sizes: int) -> None:
+    for flag, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name}: {flag} must be at least 1, got {value}")
+
+
+@register("lstm")
+class LSTMModel(nn.Module):
+    """Token embedding -> stacked LSTM -> linear head on the last time step."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        embedding_dim: int = 96,
+        hidden_dim: int | None = None,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        hidden_dim = hidden_dim or embedding_dim
+        _check_sizes("lstm", vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim, num_layers=num_layers)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(
+            embedding_dim, hidden_dim, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+        )
+        self.head = nn.Linear(hidden_dim, vocab_size)
+
+    def sequence_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits after every prefix, [B, T, V]."""
+        states, _ = self.lstm(self.dropout(self.embedding(tokens)))
+        return self.head(self.dropout(states))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.sequence_logits(tokens)[:, -1]
+
+
+@register("transformer")
+class TransformerModel(nn.Module):
+    """Causal decoder-only Transformer (post-norm, sinusoidal positions) predicting from the last position."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        embedding_dim: int = 96,
+        num_layers: int = 1,
+        num_heads: int = 1,
+        ffn_dim: int | None = None,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        ffn_dim = ffn_dim or 4 * embedding_dim
+        _check_sizes(
+            "transformer", vocab_size=vocab_size, embedding_dim=embedding_dim, num_layers=num_layers,
+            num_heads=num_heads, ffn_dim=ffn_dim, context_length=context_length,
+        )
+        if embedding_dim % num_heads:
+            raise ValueError(f"transformer: embedding_dim {embedding_dim} is not divisible by num_heads {num_heads}")
+        self.scale = math.sqrt(embedding_dim)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.register_buffer("positions", sinusoidal_positions(context_length, embedding_dim), persistent=False)
+        self.register_buffer(
+            "causal_mask", torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), 1), persistent=False
+        )
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(
+            embedding_dim, num_heads, ffn_dim, dropout=dropout, activation="gelu", batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.head = nn.Linear(embedding_dim, vocab_size)
+
+    def sequence_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits at every position, each seeing only itself and earlier tokens, [B, T, V]."""
+        length = tokens.shape[1]
+        if length > self.positions.shape[0]:
+            raise ValueError(f"transformer: context of {length} tokens, built for at most {self.positions.shape[0]}")
+        hidden = self.dropout(self.embedding(tokens) * self.scale + self.positions[:length])
+        hidden = self.encoder(hidden, mask=self.causal_mask[:length, :length])
+        return self.head(hidden)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.sequence_logits(tokens)[:, -1]
+
+
+class FourierBlock(nn.Module):
+    """One FNet encoder block: x + Re(FFT2(x)) -> LayerNorm -> x + FFN(x) -> LayerNorm."""
+
+    def __init__(self, dim: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.mix_norm = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim), nn.Dropout(dropout))
+        self.ffn_norm = nn.LayerNorm(dim)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        mixed = torch.fft.fft2(hidden.float(), dim=(-2, -1)).real.to(hidden.dtype)
+        hidden = self.mix_norm(hidden + mixed)
+        return self.ffn_norm(hidden + self.ffn(hidden))
+
+
+@register("fnet")
+class FNetModel(nn.Module):
+    """FNet (Lee-Thorp et al. 2021): token + learned position embeddings, Fourier-mixing blocks,
+    linear head on the last position. The mixing sees the whole context, which holds only tokens
+    before the target, so nothing leaks."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        embedding_dim: int = 96,
+        num_layers: int = 2,
+        ffn_dim: int | None = None,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        ffn_dim = ffn_dim or 4 * embedding_dim
+        _check_sizes(
+            "fnet", vocab_size=vocab_size, embedding_dim=embedding_dim, num_layers=num_layers, ffn_dim=ffn_dim,
+            context_length=context_length,
+        )
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.positions = nn.Embedding(context_length, embedding_dim)
+        self.embed_norm = nn.LayerNorm(embedding_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(FourierBlock(embedding_dim, ffn_dim, dropout) for _ in range(num_layers))
+        self.head = nn.Linear(embedding_dim, vocab_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        if length > self.positions.num_embeddings:
+            raise ValueError(f"fnet: context of {length} tokens, built for at most {self.positions.num_embeddings}")
+        index = torch.arange(length, device=tokens.device)
+        hidden = self.dropout(self.embed_norm(self.embedding(tokens) + self.positions(index)))
+        for block in self.blocks:
+            hidden = block(hidden)
+        return self.head(hidden[:, -1])
+

@@ -1,0 +1,288 @@
+"""Count-based n-gram model with interpolated Kneser-Ney smoothing: the floor every neural model must
+beat on the same windows.
+
+It scores the target (last token) of each window given the preceding `order - 1` tokens. Counts come
+from the train windows, counting each position of the underlying transcripts once: consecutive
+windows that overlap (the same stretch of transcript shifted by the data's window step, which is
+inferred from the windows themselves) contribute only their new positions, so windows made with
+`--window_step 1` do not count a position 32 times. Only n-grams with a full `order - 1` history
+inside their window are counted (the first `order - 1` positions of a transcript are skipped).
+`counting="targets"` counts only each window's target n-gram instead, exactly the supervision the
+neural models get.
+
+Smoothing (Chen & Goodman's interpolated Kneser-Ney, one absolute discount per order):
+
+    P_m(w | h) = (max(c_m(h, w) - D_m, 0) + D_m * T_m(h) * P_{m-1}(w | h')) / C_m(h)   if C_m(h) > 0
+               = P_{m-1}(w | h')                                                     otherwise
+
+where c_n are raw counts at the top order, c_m (m < n) continuation counts (how many distinct tokens
+precede the m-gram), C_m(h) = sum_w c_m(h, w), T_m(h) = number of w with c_m(h, w) > 0, h' drops the
+oldest token of h, and P_0 is uniform over the vocabulary, so an unseen token still gets a finite
+score. With 0 < D_m <= 1 every P_m sums to 1. The discounts start from the textbook estimate
+n1 / (n1 + 2 n2) and are tuned by coordinate search to minimise validation cross-entropy; a step is
+kept only when it lowers it, so tuned discounts never do worse on val than textbook ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+
+COUNTING_MODES = ("transcript", "targets")
+MIN_DISCOUNT = 0.01
+DISCOUNT_GRID = np.round(np.arange(MIN_DISCOUNT, 1.0 + 1e-9, 0.01), 4)
+
+
+@dataclass
+class OrderCounts:
+    """Counts of one order m: sorted m-gram keys (context_key * V + token) and their counts, with the
+    per-context totals C_m(h) and type counts T_m(h)."""
+
+    keys: np.ndarray
+    counts: np.ndarray
+    context_keys: np.ndarray
+    context_totals: np.ndarray
+    context_types: np.ndarray
+
+    @classmethod
+    def from_keys(cls, keys: np.ndarray, counts: np.ndarray, vocab_size: int) -> "OrderCounts":
+        context_of_key = keys // vocab_size
+        context_keys, first, types = np.unique(context_of_key, return_index=True, return_counts=True)
+        totals = np.add.reduceat(counts, first) if counts.size else np.zeros(0, dtype=np.int64)
+        return cls(keys, counts, context_keys, totals.astype(np.int64), types.astype(np.int64))
+
+    def lookup(self, context_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(c_m(h, w), C_m(h), T_m(h)) for each query; zeros where unseen."""
+        return (
+            _lookup(self.keys, self.counts, keys),
+            _lookup(self.context_keys, self.context_totals, context_keys),
+            _lookup(self.context_keys, self.context_types, context_keys),
+        )
+
+
+def _lookup(sorted_keys: np.ndarray, values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    if sorted_keys.size == 0:
+        return np.zeros(queries.shape, dtype=np.int64)
+    position = np.minimum(np.searchsorted(sorted_keys, queries), sorted_keys.size - 1)
+    return np.where(sorted_keys[position] == queries, values[position], 0)
+
+
+def _ngram_keys(windows: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Mixed-radix key of each row of token ids [N, m] (first token most significant)."""
+    keys = np.zeros(windows.shape[0], dtype=np.int64)
+    for column in range(windows.shape[1]):
+        keys = keys * vocab_size + windows[:, column]
+    return keys
+
+
+def infer_window_step(sequences: np.ndarray, sample: int = 20000) -> int:
+    """The shift between consecutive windows of the data: the smallest s for which most consecutive
+    pairs overlap by L - s tokens; L (the window length) when they do not overlap."""
+    length = sequences.shape[1]
+    head = sequences[: sample + 1]
+    if head.shape[0] < 2:
+        return length
+    for shift in range(1, length):
+        overlap = (head[1:, : length - shift] == head[:-1, shift:]).all(axis=1)
+        if overlap.mean() > 0.5:
+            return shift
+    return length
+
+
+def new_positions(sequences: np.ndarray, step: int) -> np.ndarray:
+    """How many trailing positions of each window were not already in the previous window."""
+    length = sequences.shape[1]
+    fresh = np.full(sequences.shape[0], length, dtype=np.int64)
+    if step < length and sequences.shape[0] > 1:
+        overlap = (sequences[1:, : length - step] == sequences[:-1, step:]).all(axis=1)
+        fresh[1:][overlap] = step
+    return fresh
+
+
+def count_ngrams(sequences: np.ndarray, order: int, vocab_size: int, counting: str = "transcript") -> tuple[np.ndarray, np.ndarray, dict]:
+    """Unique top-order n-gram keys and their raw counts from train windows [N, L], and a summary of
+    what was counted."""
+    if counting not in COUNTING_MODES:
+        raise ValueError(f"counting must be one of {COUNTING_MODES}, got {counting!r}")
+    sequences = np.asarray(sequences, dtype=np.int64)
+    length = sequences.shape[1]
+    if counting == "targets":
+        step = 1
+        fresh = np.ones(sequences.shape[0], dtype=np.int64)
+    else:
+        step = infer_window_step(sequences)
+        fresh = new_positions(sequences, step)
+    pieces = []
+    for position in range(order - 1, length):
+        rows = fresh >= length - position
+        if rows.any():
+            pieces.append(_ngram_keys(sequences[rows, position - order + 1 : position + 1], vocab_size))
+    all_keys = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    keys, counts = np.unique(all_keys, return_counts=True)
+    summary = {"counting": counting, "window_step_inferred": int(step), "ngrams_counted": int(all_keys.size)}
+    return keys, counts.astype(np.int64), summary
+
+
+class KneserNeyModel:
+    """Interpolated Kneser-Ney n-gram model over token ids [0, vocab_size)."""
+
+    def __init__(self, order: int, vocab_size: int, keys: np.ndarray, counts: np.ndarray, discounts: Sequence[float] | None = None):
+        if order < 1:
+            raise ValueError("order must be at least 1")
+        if vocab_size < 1:
+            raise ValueError("vocab_size must be at least 1")
+        if vocab_size ** order >= 2**62:
+            raise ValueError(f"order {order} with {vocab_size} tokens overflows 64-bit n-gram keys")
+        self.order = order
+        self.vocab_size = vocab_size
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.levels = self._build_levels()
+        self.discounts = np.asarray(discounts if discounts is not None else self.textbook_discounts(), dtype=np.float64)
+        if self.discounts.shape != (order,):
+            raise ValueError(f"need one discount per order ({order}), got {self.discounts.tolist()}")
+
+    @classmethod
+    def fit(cls, sequences: np.ndarray, order: int, vocab_size: int, counting: str = "transcript") -> tuple["KneserNeyModel", dict]:
+        keys, counts, summary = count_ngrams(sequences, order, vocab_size, counting)
+        if keys.size == 0:
+            raise ValueError(f"no {order}-gram fits in the train windows; lower the order")
+        return cls(order, vocab_size, keys, counts), summary
+
+    def _build_levels(self) -> list[OrderCounts]:
+        """levels[m - 1] holds order m: raw counts at the top, continuation counts below."""
+        levels = [OrderCounts.from_keys(self.keys, self.counts, self.vocab_size)]
+        keys = self.keys
+        for m in range(self.order - 1, 0, -1):
+            suffixes = keys % (self.vocab_size ** m)
+            keys, continuation = np.unique(suffixes, return_counts=True)
+            levels.append(OrderCounts.from_keys(keys, continuation.astype(np.int64), self.vocab_size))
+        return levels[::-1]
+
+    def textbook_discounts(self) -> np.ndarray:
+        """Ney's estimate D = n1 / (n1 + 2 n2) per order, kept inside [MIN_DISCOUNT, 1]."""
+        values = []
+        for level in self.levels:
+            n1 = int((level.counts == 1).sum())
+            n2 = int((level.counts == 2).sum())
+            estimate = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+            values.append(min(1.0, max(MIN_DISCOUNT, estimate)))
+        return np.asarray(values)
+
+    def _check_windows(self, sequences: np.ndarray) -> np.ndarray:
+        sequences = np.asarray(sequences, dtype=np.int64)
+        if sequences.ndim != 2 or sequences.shape[1] < self.order:
+            raise ValueError(f"windows must be [N, L] with L >= order {self.order}, got {sequences.shape}")
+        return sequences
+
+    def target_statistics(self, sequences: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per order, the counts the target of each window needs; independent of the discounts, so
+        tuning re-uses them."""
+        sequences = self._check_windows(sequences)
+        stats = []
+        for m in range(1, self.order + 1):
+            gram = sequences[:, sequences.shape[1] - m :]
+            keys = _ngram_keys(gram, self.vocab_size)
+            stats.append(self.levels[m - 1].lookup(keys // self.vocab_size, keys))
+        return stats
+
+    def _target_probabilities(self, stats, discounts: np.ndarray) -> np.ndarray:
+        probability = np.full(stats[0][0].shape, 1.0 / self.vocab_size)
+        for (count, total, types), discount in zip(stats, discounts):
+            seen = total > 0
+            mixed = (np.maximum(count - discount, 0.0) + discount * types * probability) / np.maximum(total, 1)
+            probability = np.where(seen, mixed, probability)
+        return probability
+
+    def target_log_probs(self, sequences: np.ndarray, discounts: Sequence[float] | None = None) -> np.ndarray:
+        """log P(last token | the previous order - 1 tokens) of each window [N]."""
+        chosen = self.discounts if discounts is None else np.asarray(discounts, dtype=np.float64)
+        return np.log(self._target_probabilities(self.target_statistics(sequences), chosen))
+
+    def cross_entropy(self, sequences: np.ndarray, discounts: Sequence[float] | None = None) -> float:
+        return float(-self.target_log_probs(sequences, discounts).mean())
+
+    def tune_discounts(self, val_sequences: np.ndarray, sweeps: int = 5) -> dict:
+        """Coordinate search over DISCOUNT_GRID minimising val cross-entropy, starting from the
+        textbook discounts; sets and returns the tuned ones."""
+        stats = self.target_statistics(val_sequences)
+
+        def val_ce(discounts: np.ndarray) -> float:
+            return float(-np.log(self._target_probabilities(stats, discounts)).mean())
+
+        textbook = self.textbook_discounts()
+        best = textbook.copy()
+        best_ce = val_ce(best)
+        textbook_ce = best_ce
+        for _ in range(sweeps):
+            improved = False
+            for m in range(self.order):
+                for value in DISCOUNT_GRID:
+                    trial = best.copy()
+                    trial[m] = value
+                    ce = val_ce(trial)
+                    if ce < best_ce - 1e-12:
+                        best, best_ce, improved = trial, ce, True
+            if not improved:
+                break
+        self.discounts = best
+        LOG.info("n-gram discounts %s: val CE %.4f (textbook %s: %.4f)", best.round(3).tolist(), best_ce, textbook.round(3).tolist(), textbook_ce)
+        return {
+            "textbook_discounts": textbook.tolist(),
+            "textbook_val_cross_entropy": textbook_ce,
+            "tuned_discounts": best.tolist(),
+            "tuned_val_cross_entropy": best_ce,
+        }
+
+    def distribution(self, contexts: np.ndarray) -> np.ndarray:
+        """P(w | context) over the whole vocabulary [B, V] for contexts [B, >= order - 1] (only the
+        last order - 1 tokens are used)."""
+        contexts = np.asarray(contexts, dtype=np.int64)
+        if contexts.ndim != 2 or contexts.shape[1] < self.order - 1:
+            raise ValueError(f"contexts must be [B, T] with T >= {self.order - 1}")
+        batch = contexts.shape[0]
+        vocab = self.vocab_size
+        probability = np.full((batch, vocab), 1.0 / vocab)
+        for m in range(1, self.order + 1):
+            level = self.levels[m - 1]
+            discount = self.discounts[m - 1]
+            history = contexts[:, contexts.shape[1] - (m - 1) :] if m > 1 else contexts[:, :0]
+            context_keys = _ngram_keys(history, vocab)
+            total = _lookup(level.context_keys, level.context_totals, context_keys)
+            types = _lookup(level.context_keys, level.context_types, context_keys)
+            low = np.searchsorted(level.keys, context_keys * vocab)
+            high = np.searchsorted(level.keys, context_keys * vocab + vocab)
+            sizes = high - low
+            rows = np.repeat(np.arange(batch), sizes)
+            starts = np.repeat(low - (np.cumsum(sizes) - sizes), sizes)
+            index = np.arange(rows.size) + starts
+            mixed = discount * types[:, None] * probability
+            mixed[rows, level.keys[index] % vocab] += np.maximum(level.counts[index] - discount, 0.0)
+            seen = total > 0
+            probability[seen] = mixed[seen] / total[seen, None]
+        return probability
+
+    def state(self) -> dict:
+        """Plain tensors and types (torch.load(weights_only=True) reads it back)."""
+        import torch
+
+        return {
+            "order": self.order,
+            "vocab_size": self.vocab_size,
+            "discounts": [float(d) for d in self.discounts],
+            "ngram_keys": torch.from_numpy(self.keys.copy()),
+            "ngram_counts": torch.from_numpy(self.counts.copy()),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "KneserNeyModel":
+        return cls(
+            int(state["order"]), int(state["vocab_size"]), state["ngram_keys"].numpy(), state["ngram_counts"].numpy(),
+            state["discounts"],
+        )
+
