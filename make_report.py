@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""Write the results report of a study: reads every stage folder under --runs (found by the "stage"
+field of their args.json), bootstraps 95% intervals of each model's test cross-entropy and of its gain
+over the unigram by resampling transcripts, and writes report.md, report.json and test_perplexity.png
+into --runs. Missing or failed stages are listed in the report, not fatal."""
+
+from quixer_rna.cli import add_common_args, make_parser, run_cli
+from quixer_rna.report import make_report
+
+
+def build_parser():
+    parser = make_parser(__doc__)
+    parser.add_argument("--runs", required=True, help="folder holding the stage folders of one study (e.g. runs/<date>-<time>)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples (of transcripts) for each 95%% interval"
+    )
+    add_common_args(parser, overwrite=False)
+    return parser
+
+
+def _run(args) -> int:
+    report = make_report(args.runs, n_boot=args.bootstrap, seed=args.seed)
+    print(f"report: {args.runs}/report.md ({len(report['table'])} rows)")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(build_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
