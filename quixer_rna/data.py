@@ -61,19 +61,20 @@ def extract_kmers(sequence: str, k: int, stride: int) -> list[str]:
 def valid_window_starts(
     sequence: str, k: int, stride: int, window_size: int, window_step: int
 ) -> tuple[np.ndarray, int]:
-    """K-mer indices where a window starts whose k-mers are all ACGT, and how many windows were
-    dropped because one of their k-mers holds another letter (an N spoils only the windows it is in)."""
+    """K-mer indices (int32: millions per data set) where a window starts whose k-mers are all ACGT,
+    and how many windows were dropped because one of their k-mers holds another letter (an N spoils
+    only the windows it is in)."""
     codes = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
     n_kmers = max(0, (len(codes) - k) // stride + 1)
     if n_kmers < window_size:
-        return np.zeros(0, dtype=np.int64), 0
+        return np.zeros(0, dtype=np.int32), 0
     bad_prefix = np.concatenate(([0], np.cumsum(~_ACGT[codes])))
     kmer_starts = np.arange(n_kmers, dtype=np.int64) * stride
     kmer_bad = (bad_prefix[kmer_starts + k] - bad_prefix[kmer_starts]) > 0
     kmer_bad_prefix = np.concatenate(([0], np.cumsum(kmer_bad)))
     starts = np.arange(0, n_kmers - window_size + 1, window_step, dtype=np.int64)
     window_bad = (kmer_bad_prefix[starts + window_size] - kmer_bad_prefix[starts]) > 0
-    return starts[~window_bad], int(window_bad.sum())
+    return starts[~window_bad].astype(np.int32), int(window_bad.sum())
 
 
 @dataclass
