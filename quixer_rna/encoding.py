@@ -1,0 +1,379 @@
+"""k-mers -> lambeq circuits -> embeddings.
+
+Each k-mer is a lambeq word `Word(kmer, S)` that a lambeq ansatz turns into an n-qubit circuit. The
+ansatz alone would give every k-mer its own random parameters; here an encoding layer writes the bases
+into the circuit first and the ansatz's parameters are shared by every k-mer (seeded), so the circuit of
+a k-mer is a fixed template whose only k-mer-dependent parameters are the encoding angles.
+
+Encoding layer: base j goes to qubit j mod n as Ry(theta_b) then Rz(phi_b) (lambeq gates, turns),
+which takes |0> to the Bloch vector of vertex b of a regular tetrahedron, A=(1,1,1), C=(1,-1,-1),
+G=(-1,1,-1), T=(-1,-1,1) over sqrt(3). Any two distinct vertices have fidelity 1/3, so with k <= n the
+encoded product states have overlap |<x|y>|^2 = (1/3)^Hamming(x, y), and the shared (unitary) layers keep
+every overlap. With k > n, qubit q carries bases q, q+n, ...: their rotations compose (the later base
+rotates the state the earlier one prepared), which keeps the order of the bases but is no longer a
+product of tetrahedral states: overlaps stop being (1/3)^Hamming and distinct k-mers can come close.
+
+The template is read from lambeq's circuit into a gate list (quixer_rna.circuit_sim) and evaluated for
+all 4^k k-mers in one batch; the tests check it against lambeq's own evaluation. `--context stairs` uses
+lambeq's stairs_reader composition: prefix state_t = STAIR(state_{t-1} (x) word_t), post-selected and
+renormalised after every step (a whole 32-word stairs diagram post-selects away nearly all the norm).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .circuit_sim import Circuit, Gate, complex_dtype, simulate
+from .errors import UserError
+from .kmers import BASES, id_to_kmer
+from .runio import RunRecord, atomic_write_json, prepare_output_dir
+
+LOG = logging.getLogger("quixer_rna.encoding")
+
+ANSATZE = ("IQP", "Sim14", "Sim15", "StronglyEntangling")
+DEFAULT_ANSATZ = "Sim14"
+DEFAULT_LAYERS = 2
+READOUTS = ("probabilities", "amplitudes")
+CONTEXTS = ("none", "stairs")
+MAX_QUBITS = 14
+ENCODING_SYMBOL = "enc"
+DISTINCT_TOLERANCE = 1e-9
+
+_TETRAHEDRON = {"A": (1, 1, 1), "C": (1, -1, -1), "G": (-1, 1, -1), "T": (-1, -1, 1)}
+_INDEX_SUFFIX = re.compile(r"_(\d+)$")
+
+
+def base_angles() -> torch.Tensor:
+    """float64 [4, 2]: (Ry, Rz) phases in turns taking |0> to the tetrahedral state of A, C, G, T."""
+    rows = []
+    for base in BASES:
+        x, y, z = (c / math.sqrt(3) for c in _TETRAHEDRON[base])
+        rows.append((math.acos(z) / (2 * math.pi), math.atan2(y, x) / (2 * math.pi)))
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def qubits_for(embedding_dim: int, readout: str) -> int:
+    """Qubits n whose readout has `embedding_dim` numbers: 2^n probabilities or 2 * 2^n amplitude parts."""
+    if readout not in READOUTS:
+        raise UserError(f"--readout {readout}: expected one of {', '.join(READOUTS)}")
+    size = embedding_dim if readout == "probabilities" else embedding_dim / 2
+    n = round(math.log2(size)) if size >= 1 else -1
+    valid = [2**q for q in range(1, MAX_QUBITS + 1)] if readout == "probabilities" else [2 ** (q + 1) for q in range(1, MAX_QUBITS + 1)]
+    if n < 1 or n > MAX_QUBITS or embedding_dim not in valid:
+        what = "2^n probabilities" if readout == "probabilities" else "2 * 2^n real and imaginary amplitude parts"
+        raise UserError(
+            f"--embedding_dim {embedding_dim}: with --readout {readout} it must be {what} of n = 1..{MAX_QUBITS} "
+            f"qubits, e.g. {valid[:6]}"
+        )
+    return n
+
+
+def kmer_ids_to_digits(ids: torch.Tensor, k: int) -> torch.Tensor:
+    """int64 [..., k] base digits (first base first) of k-mer ids."""
+    powers = 4 ** torch.arange(k - 1, -1, -1, device=ids.device)
+    return torch.div(ids.unsqueeze(-1), powers, rounding_mode="floor") % 4
+
+
+def encoding_params(ids: torch.Tensor, k: int) -> torch.Tensor:
+    """float64 [B, 2k]: (theta_j, phi_j) of every base, the values of symbols enc_0 .. enc_{2k-1}."""
+    angles = base_angles().to(ids.device)
+    return angles[kmer_ids_to_digits(ids, k)].reshape(ids.shape[0], 2 * k)
+
+
+def readout_of(states: torch.Tensor, readout: str) -> torch.Tensor:
+    """Probabilities |a|^2, or [Re(a), Im(a)] concatenated, of amplitudes [B, 2^n]."""
+    if readout == "probabilities":
+        return states.abs() ** 2
+    return torch.cat((states.real, states.imag), dim=-1)
+
+
+def symbol_index(name: str) -> int:
+    """The number a lambeq symbol ends with: `x__s_10` -> 10 (sorting names would put _10 before _2)."""
+    match = _INDEX_SUFFIX.search(name)
+    if match is None:
+        raise ValueError(f"symbol {name!r} has no _<index> suffix")
+    return int(match.group(1))
+
+
+# ---- lambeq side: circuits lambeq can evaluate ---------------------------------------------------------
+
+def _ansatz_class(name: str) -> type:
+    import lambeq
+
+    classes = {
+        "IQP": lambeq.IQPAnsatz,
+        "Sim14": lambeq.Sim14Ansatz,
+        "Sim15": lambeq.Sim15Ansatz,
+        "StronglyEntangling": lambeq.StronglyEntanglingAnsatz,
+    }
+    if name not in classes:
+        raise UserError(f"--ansatz {name}: expected one of {', '.join(ANSATZE)}")
+    return classes[name]
+
+
+def sentence_type() -> Any:
+    from lambeq import AtomicType
+
+    return AtomicType.SENTENCE
+
+
+def encoding_layer(n_qubits: int, angles: Sequence[Any]) -> Any:
+    """lambeq circuit on n qubits: for base j, Ry(angles[2j]) then Rz(angles[2j+1]) on qubit j mod n."""
+    from lambeq.backend.quantum import Id
+
+    circuit = Id(n_qubits)
+    for j in range(len(angles) // 2):
+        circuit = circuit.Ry(angles[2 * j], j % n_qubits).Rz(angles[2 * j + 1], j % n_qubits)
+    return circuit
+
+
+def prepend_encoding(word_circuit: Any, angles: Sequence[Any], n_qubits: int) -> Any:
+    """Insert the encoding layer between the Kets an ansatz puts first in a word's circuit and its gates."""
+    from lambeq.backend.quantum import Diagram, Ket, Ty, qubit
+
+    layers = word_circuit.layers
+    if len(layers) < n_qubits or not all(isinstance(layer.box, Ket) for layer in layers[:n_qubits]):
+        raise ValueError("expected a word circuit that starts with one Ket per qubit")
+    kets = Diagram(dom=Ty(), cod=qubit**n_qubits, layers=list(layers[:n_qubits]))
+    gates = Diagram(dom=qubit**n_qubits, cod=word_circuit.cod, layers=list(layers[n_qubits:]))
+    return kets >> encoding_layer(n_qubits, angles) >> gates
+
+
+def kmer_angles(kmer: str) -> list[float]:
+    table = base_angles()
+    return [float(v) for base in kmer for v in table[BASES.index(base)]]
+
+
+def make_ansatz(name: str, n_qubits: int, layers: int, k: int) -> Any:
+    """The lambeq ansatz `name` with the encoding layer prepended to the circuit of every k-mer word
+    (a word whose name is a k-mer of length k; other boxes, e.g. STAIR, are left as the ansatz makes them)."""
+    base = _ansatz_class(name)
+    kmer = re.compile(r"[ACGT]{%d}" % k)
+
+    class EncodedAnsatz(base):  # type: ignore[misc, valid-type]
+        def _ar(self, functor: Any, box: Any) -> Any:
+            circuit = super()._ar(functor, box)
+            if box.dom or not kmer.fullmatch(box.name):
+                return circuit
+            return prepend_encoding(circuit, kmer_angles(box.name), n_qubits)
+
+    return EncodedAnsatz({sentence_type(): n_qubits}, layers)
+
+
+def kmer_circuit(kmer: str, ansatz: str, n_qubits: int, layers: int) -> Any:
+    """The lambeq circuit of one k-mer (concrete encoding angles, symbolic shared weights)."""
+    from lambeq.backend.grammar import Word
+
+    return make_ansatz(ansatz, n_qubits, layers, len(kmer))(Word(kmer, sentence_type()))
+
+
+def template_circuit(k: int, ansatz: str, n_qubits: int, layers: int) -> Any:
+    """The circuit every k-mer shares: the encoding angles as symbols enc_0 .. enc_{2k-1}."""
+    from lambeq.backend.grammar import Word
+    from lambeq.backend.symbol import Symbol
+
+    word = Word(id_to_kmer(0, k), sentence_type())
+    plain = _ansatz_class(ansatz)({sentence_type(): n_qubits}, layers)(word)
+    symbols = [Symbol(f"{ENCODING_SYMBOL}_{i}") for i in range(2 * k)]
+    return prepend_encoding(plain, symbols, n_qubits)
+
+
+def stair_circuit(ansatz: str, n_qubits: int, layers: int) -> Any:
+    """The ansatz's circuit of stairs_reader's STAIR box (2n qubits in, n out by post-selection)."""
+    from lambeq.text2diagram.linear_reader import stairs_reader
+
+    return _ansatz_class(ansatz)({sentence_type(): n_qubits}, layers)(stairs_reader.combining_diagram)
+
+
+def evaluate_with_lambeq(circuit: Any, values: Callable[[str], float]) -> np.ndarray:
+    """lambeq's own evaluation (tensor contraction) with every symbol set to values(name): amplitudes."""
+    symbols = sorted(circuit.free_symbols, key=lambda s: s.name)
+    concrete = circuit.lambdify(*symbols)(*[values(s.name) for s in symbols])
+    return np.asarray(concrete.eval(), dtype=np.complex128).reshape(-1)
+
+
+def read_circuit(diagram: Any, param_of: Callable[[str], int]) -> Circuit:
+    """lambeq circuit -> gate list. Wires are tracked through Kets and Bras, and qubits are relabelled so
+    that the kept wires are 0..m-1 in lambeq's output order (post-selected qubits come after them)."""
+    from lambeq.backend.quantum import Bra, Controlled, Gate as LambeqGate, Ket, Rotation, Swap
+    from lambeq.backend.symbol import Symbol
+
+    wires = list(range(len(diagram.dom)))
+    n_total = len(wires)
+    gates: list[Gate] = []
+    post: dict[int, int] = {}
+    removed: list[int] = []
+
+    def phase_fields(phase: Any) -> dict[str, Any]:
+        if isinstance(phase, Symbol):
+            return {"param": param_of(phase.name), "scale": float(phase.scale)}
+        return {"value": float(phase)}
+
+    def fixed(box: Any) -> tuple:
+        matrix = np.asarray(box.array, dtype=np.complex128).reshape(2, 2).T
+        return tuple(tuple(complex(v) for v in row) for row in matrix)
+
+    for layer in diagram.layers:
+        box, offset = layer.box, len(layer.left)
+        if isinstance(box, Ket):
+            wires.insert(offset, n_total)
+            if box.bit:
+                gates.append(Gate("fixed", n_total, matrix=((0, 1), (1, 0))))
+            n_total += 1
+        elif isinstance(box, Bra):
+            qubit = wires.pop(offset)
+            post[qubit] = box.bit
+            removed.append(qubit)
+        elif isinstance(box, Swap):
+            gates.append(Gate("swap", wires[offset], control=wires[offset + 1]))
+        elif isinstance(box, Controlled):
+            info = LambeqGate.from_box(box, offset)
+            inner = box.controlled
+            if isinstance(inner, Controlled) or len(info.control) != 1:
+                raise ValueError(f"unsupported multi-controlled gate {box.name}")
+            target, control = wires[info.gate_q], wires[info.control[0]]
+            if isinstance(inner, Rotation):
+                gates.append(Gate(type(inner).__name__.lower(), target, control=control, **phase_fields(inner.phase)))
+            else:
+                gates.append(Gate("fixed", target, control=control, matrix=fixed(inner)))
+        elif isinstance(box, Rotation):
+            gates.append(Gate(type(box).__name__.lower(), wires[offset], **phase_fields(box.phase)))
+        elif len(box.dom) == 1 and len(box.cod) == 1 and not box.free_symbols:
+            gates.append(Gate("fixed", wires[offset], matrix=fixed(box)))
+        else:
+            raise ValueError(f"unsupported box {box.name!r} in a lambeq circuit")
+
+    order = wires + removed
+    relabel = {qubit: position for position, qubit in enumerate(order)}
+    remapped = [
+        Gate(
+            g.kind,
+            relabel[g.target],
+            control=None if g.control is None else relabel[g.control],
+            param=g.param,
+            scale=g.scale,
+            value=g.value,
+            matrix=g.matrix,
+        )
+        for g in gates
+    ]
+    return Circuit(n_total, remapped, {relabel[q]: bit for q, bit in post.items()})
+
+
+# ---- the batched encoder ---------------------------------------------------------------------------------
+
+def shared_weights(count: int, seed: int, stream: int) -> torch.Tensor:
+    """float64 [count] phases uniform in [0, 1) turns; `stream` separates the word and STAIR weights."""
+    generator = torch.Generator().manual_seed(int(seed) * 1000003 + stream)
+    return torch.rand(count, generator=generator, dtype=torch.float64)
+
+
+@dataclass
+class KmerEncoder:
+    """The template circuits of one configuration, read from lambeq once, evaluated in torch."""
+
+    k: int
+    n_qubits: int
+    ansatz: str
+    layers: int
+    readout: str
+    seed: int
+    word: Circuit
+    word_weights: torch.Tensor
+    stair: Circuit | None = None
+    stair_weights: torch.Tensor | None = None
+
+    @classmethod
+    def build(cls, k: int, n_qubits: int, ansatz: str, layers: int, readout: str, seed: int, stairs: bool = False) -> "KmerEncoder":
+        if k < 1:
+            raise UserError(f"--k {k}: must be at least 1")
+        if layers < 1:
+            raise UserError(f"--layers {layers}: must be at least 1")
+        encoding_count = 2 * k
+
+        def word_param(name: str) -> int:
+            index = symbol_index(name)
+            return index if name.startswith(f"{ENCODING_SYMBOL}_") else encoding_count + index
+
+        word = read_circuit(template_circuit(k, ansatz, n_qubits, layers), word_param)
+        word_weights = shared_weights(max(word.n_params - encoding_count, 0), seed, stream=0)
+        stair = stair_weights = None
+        if stairs:
+            stair = read_circuit(stair_circuit(ansatz, n_qubits, layers), symbol_index)
+            stair_weights = shared_weights(stair.n_params, seed, stream=1)
+        return cls(k, n_qubits, ansatz, layers, readout, seed, word, word_weights, stair, stair_weights)
+
+    def word_value(self, name: str, kmer: str | None = None) -> float:
+        """The value of a symbol of a k-mer's lambeq circuit (used to evaluate it with lambeq)."""
+        if name.startswith("STAIR"):
+            return float(self.stair_weights[symbol_index(name)])
+        if name.startswith(f"{ENCODING_SYMBOL}_"):
+            return kmer_angles(kmer)[symbol_index(name)]
+        return float(self.word_weights[symbol_index(name)])
+
+    def states(self, ids: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Amplitudes [B, 2^n] of the k-mers `ids` [B]."""
+        device = ids.device
+        params = torch.cat(
+            (encoding_params(ids, self.k), self.word_weights.to(device).expand(ids.shape[0], -1)), dim=1
+        ).to(dtype)
+        return simulate(self.word, params)
+
+    def all_states(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64, chunk: int = 4096) -> torch.Tensor:
+        ids = torch.arange(4**self.k, device=device)
+        return torch.cat([self.states(part, dtype) for part in ids.split(chunk)])
+
+    def table(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """float32 [4^k, D] readout of every k-mer, computed in `dtype` on `device`."""
+        return readout_of(self.all_states(device, dtype), self.readout).float().cpu()
+
+    def stair_step(self, prefix: torch.Tensor, word: torch.Tensor) -> torch.Tensor:
+        """STAIR(prefix (x) word), post-selected and renormalised: [B, 2^n] x [B, 2^n] -> [B, 2^n]."""
+        joint = (prefix.unsqueeze(2) * word.unsqueeze(1)).reshape(prefix.shape[0], -1)
+        params = self.stair_weights.to(device=prefix.device, dtype=prefix.real.dtype).unsqueeze(0)
+        out = simulate(self.stair, params, joint)
+        norm = out.abs().pow(2).sum(dim=1, keepdim=True).sqrt()
+        return out / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+
+    def contextual(self, ids: torch.Tensor, word_states: torch.Tensor) -> torch.Tensor:
+        """Readouts [B, L, D] of every prefix of windows `ids` [B, L] (word_states: all_states())."""
+        words = word_states[ids]
+        prefix = words[:, 0]
+        outputs = [readout_of(prefix, self.readout)]
+        for position in range(1, ids.shape[1]):
+            prefix = self.stair_step(prefix, words[:, position])
+            outputs.append(readout_of(prefix, self.readout))
+        return torch.stack(outputs, dim=1).float()
+
+
+def encode_kmer_table(
+    k: int,
+    embedding_dim: int,
+    ansatz: str = DEFAULT_ANSATZ,
+    layers: int = DEFAULT_LAYERS,
+    readout: str = "probabilities",
+    seed: int = 0,
+    device: "torch.device | str" = "cpu",
+) -> torch.Tensor:
+    """float32 [4**k, embedding_dim]: row i is the readout of the circuit of k-mer quixer_rna.kmers.id_to_kmer(i, k)."""
+    n_qubits = qubits_for(embedding_dim, readout)
+    encoder = KmerEncoder.build(k, n_qubits, ansatz, layers, readout, seed)
+    device = torch.device(device)
+    return encoder.table(device, torch.float64 if device.type == "cpu" else torch.float32)
+
+
+def count_distinct_rows(table: torch.Tensor, tolerance: float = DISTINCT_TOLERANCE) -> int:
+    """Rows that differ by more than `tolerance` somewhere (rows snapped to a grid of that size)."""
+    snapped = torch.round(table.double() / tolerance).to(torch.int64)
+    return int(torch.unique(snapped, dim=0).shape[0])
