@@ -1,0 +1,126 @@
+"""Quixer (Khatri et al., arXiv:2406.04305): each context token becomes a circuit-14 unitary, the window
+becomes the LCU M = sum_t b_t U_t with position-wise coefficients, a degree-d polynomial of M is applied
+to |0...0>, and Pauli expectations after a trainable readout layer feed a small classical head."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..simulator import apply_circuit, circuit14_gates, lcu_powers, pauli_expectations, zero_state
+from . import register
+
+INIT_STRATEGIES = ("small_gaussian", "official", "uniform")
+
+
+@register("quixer")
+class QuixerModel(nn.Module):
+    def __init__(self, vocab_size: int, context_length: int, embedding_dim: int = 512, qubits: int = 6,
+                 ansatz_layers: int = 4, qsvt_degree: int = 3, dropout: float = 0.1,
+                 init_strategy: str = "small_gaussian", init_std: float = 0.1,
+                 layerwise_epochs: int = 0) -> None:
+        super().__init__()
+        if init_strategy not in INIT_STRATEGIES:
+            raise ValueError(f"init_strategy {init_strategy!r}: choose from {', '.join(INIT_STRATEGIES)}")
+        if qsvt_degree < 1:
+            raise ValueError(f"qsvt_degree must be >= 1, got {qsvt_degree}")
+        if layerwise_epochs < 0:
+            raise ValueError(f"layerwise_epochs must be >= 0, got {layerwise_epochs}")
+        self.vocab_size, self.context_length = vocab_size, context_length
+        self.qubits, self.ansatz_layers, self.qsvt_degree = qubits, ansatz_layers, qsvt_degree
+        self.layerwise_epochs = layerwise_epochs
+        self.gates = tuple(circuit14_gates(qubits, ansatz_layers))
+        self.readout_gates = tuple(circuit14_gates(qubits, 1))
+        self.angles_per_layer = 4 * qubits
+
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.token_angles = nn.Linear(embedding_dim, len(self.gates))
+        self.lcu_real = nn.Parameter(torch.empty(context_length))
+        self.lcu_imag = nn.Parameter(torch.empty(context_length))
+        self.poly_coeffs = nn.Parameter(torch.empty(qsvt_degree + 1))
+        self.readout_angles = nn.Parameter(torch.empty(len(self.readout_gates)))
+        self.head = nn.Sequential(nn.Linear(3 * qubits, embedding_dim), nn.ReLU(),
+                                  nn.Linear(embedding_dim, vocab_size))
+        # 1 for the angles of active ansatz layers; persistent so a loaded checkpoint evaluates as trained.
+        self.register_buffer("angle_mask", torch.ones(len(self.gates)))
+        self._postselection: torch.Tensor | None = None
+        self._initialise(init_strategy, init_std)
+        if layerwise_epochs > 0:
+            self._set_active_layers(1)
+            with torch.no_grad():  # layers not yet active start exactly at the identity
+                self.token_angles.weight[self.angles_per_layer:] = 0.0
+                self.token_angles.bias[self.angles_per_layer:] = 0.0
+
+    def _initialise(self, strategy: str, std: float) -> None:
+        """`small_gaussian`: angles ~ N(0, std^2) (near-identity circuits, away from barren plateaus);
+        `official`: the paper code's init; `uniform`: angles spread over [0, 2pi), the plateau-prone control.
+        beta and c are U[0, 1) throughout: with all LCU coefficients in one quadrant and c >= 0 the
+        near-identity M has |sum b| close to 1, so the post-selection probability starts high."""
+        emb_dim = self.embedding.embedding_dim
+        with torch.no_grad():
+            for layer in self.head:
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    nn.init.zeros_(layer.bias)
+            self.lcu_real.uniform_(0.0, 1.0)
+            self.lcu_imag.uniform_(0.0, 1.0)
+            self.poly_coeffs.uniform_(0.0, 1.0)
+            if strategy == "official":
+                self.embedding.weight.normal_(0.0, 0.02)
+                nn.init.xavier_uniform_(self.token_angles.weight)
+                nn.init.zeros_(self.token_angles.bias)
+                self.readout_angles.uniform_(0.0, 1.0)
+            elif strategy == "small_gaussian":
+                self.embedding.weight.normal_(0.0, 1.0)
+                self.token_angles.weight.normal_(0.0, std / math.sqrt(emb_dim))
+                nn.init.zeros_(self.token_angles.bias)
+                self.readout_angles.normal_(0.0, std)
+            else:
+                self.embedding.weight.normal_(0.0, 1.0)
+                self.token_angles.weight.normal_(0.0, std / math.sqrt(emb_dim))
+                self.token_angles.bias.uniform_(0.0, 2 * math.pi)
+                self.readout_angles.uniform_(0.0, 2 * math.pi)
+
+    def _set_active_layers(self, active: int) -> None:
+        self.active_layers = active
+        self.angle_mask.zero_()
+        self.angle_mask[: active * self.angles_per_layer] = 1.0
+
+    def on_epoch_start(self, epoch: int) -> dict:
+        """Layerwise growth (Skolik et al. 2021): one more ansatz layer every `layerwise_epochs` epochs."""
+        if self.layerwise_epochs > 0:
+            self._set_active_layers(min(self.ansatz_layers, 1 + (epoch - 1) // self.layerwise_epochs))
+        else:
+            self._set_active_layers(self.ansatz_layers)
+        return {"active_layers": self.active_layers}
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Mean ||psi||^2 of the last forward: the probability that the LCU/polynomial post-selection succeeds."""
+        value = float("nan") if self._postselection is None else float(self._postselection)
+        return {"postselection": value}
+
+    def lcu_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """b = beta / ||beta||_1 as (real, imaginary) parts."""
+        norm = torch.sqrt(self.lcu_real**2 + self.lcu_imag**2).sum()
+        return self.lcu_real / norm, self.lcu_imag / norm
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.dim() != 2 or tokens.shape[1] != self.context_length:
+            raise ValueError(f"tokens must be [B, {self.context_length}], got {tuple(tokens.shape)}")
+        windows = tokens.shape[0]
+        angles = self.token_angles(self.dropout(self.embedding(tokens))) * self.angle_mask   # [W, T, G]
+        b_re, b_im = self.lcu_coefficients()
+        powers = lcu_powers(angles.permute(2, 0, 1), b_re, b_im, self.qubits, self.gates, self.qsvt_degree)
+        coeffs = self.poly_coeffs
+        psi = coeffs[0] * zero_state(self.qubits, windows, angles.dtype, angles.device)
+        psi = psi + torch.einsum("k,kdnw->dnw", coeffs[1:], powers)
+        psi = psi / coeffs.abs().sum()
+        norm2 = (psi * psi).sum((0, 1))                                            # [W]
+        self._postselection = norm2.detach().mean()
+        psi = psi / torch.sqrt(norm2.clamp_min(1e-30))
+        psi = apply_circuit(psi, self.readout_angles.unsqueeze(-1), self.qubits, self.readout_gates)
+        features = pauli_expectations(psi, self.qubits).transpose(0, 1)          # [W, 3n]
+        return self.head(features)

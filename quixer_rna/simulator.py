@@ -1,0 +1,276 @@
+"""Pure-PyTorch statevector simulator for Quixer's circuits: circuit-14 layers of RY and CRX gates, the
+LCU of per-token circuits, its powers applied to |0...0>, and Pauli expectations.
+
+Layout. A batch of n-qubit states is one real tensor [2, 2**n, B]: plane 0 holds the real parts, plane 1
+the imaginary parts (separate real planes: no complex autograd, so torch.compile and every backend can
+take it). The amplitude index has wire 0 as its most significant bit (PennyLane's order) and the batch is
+the LAST axis, so a gate's per-state cos/sin vector [B] broadcasts along contiguous memory and every
+elementwise op is a long vectorised run. A gate on wire w only reshapes the state to
+[.., 2**w, 2, 2**(n-w-1), B] and mixes the two halves; CRX touches only the control=1 half. No gate
+matrices are built and nothing is permuted.
+
+Memory. `lcu_powers` is a custom autograd function using the adjoint method: the forward stores only
+each power's per-token circuit outputs (d * B * T * 2**n * 2 floats), and the backward runs every circuit
+in reverse (gates are unitary, so the inverse gate recomputes the earlier state exactly) while pulling the
+gradient back through the same inverse gates. Autograd never sees the ~4nL intermediate states per
+circuit, so memory grows with B*T*2**n, not with the number of gates.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+# ("ry", wire, -1) or ("crx", control, target)
+Gate = tuple[str, int, int]
+
+# Windows per chunk in the CPU forward/backward: small enough that a chunk's states stay in cache.
+CPU_CHUNK_WINDOWS = 16
+
+
+def circuit14_gates(qubits: int, layers: int) -> list[Gate]:
+    """Gate order of circuit 14 (Sim et al. 2019), one angle per gate, in the order angles are consumed."""
+    if qubits < 2:
+        raise ValueError(f"circuit 14 needs at least 2 qubits, got {qubits}")
+    if layers < 1:
+        raise ValueError(f"circuit 14 needs at least 1 layer, got {layers}")
+    n = qubits
+    gates: list[Gate] = []
+    for _ in range(layers):
+        gates += [("ry", w, -1) for w in range(n)]
+        gates += [("crx", i, (i + 1) % n) for i in range(n - 1, -1, -1)]
+        gates += [("ry", w, -1) for w in range(n)]
+        gates += [("crx", i, (i - 1) % n) for i in [n - 1, *range(n - 1)]]
+    return gates
+
+
+def zero_state(qubits: int, batch: int, dtype: torch.dtype = torch.float32,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """|0...0> for each of `batch` states, as [2, 2**qubits, batch]."""
+    state = torch.zeros(2, 2**qubits, batch, dtype=dtype, device=device)
+    state[0, 0] = 1.0
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------
+# Views shared by the out-of-place (autograd) and in-place (adjoint) gate kernels.
+
+def _wire_view(x: torch.Tensor, n: int, wire: int) -> torch.Tensor:
+    """[K, 2**n, B] -> [K, 2**wire, 2, 2**(n-wire-1), B]: dim 2 is the wire's bit."""
+    return x.view(x.shape[0], 2**wire, 2, 2 ** (n - wire - 1), x.shape[-1])
+
+
+def _control_halves(x: torch.Tensor, n: int, control: int, target: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Split [2P, 2**n, B] (P re/im plane pairs) into its control=0 and control=1 views, each shaped
+    [P, 2(re/im), ..., B] with the target bit at the returned dim."""
+    lo, hi = sorted((control, target))
+    view = x.view(x.shape[0] // 2, 2, 2**lo, 2, 2 ** (hi - lo - 1), 2, 2 ** (n - hi - 1), x.shape[-1])
+    cdim, tdim = (3, 5) if control < target else (5, 3)
+    return view.select(cdim, 0), view.select(cdim, 1), tdim if tdim < cdim else tdim - 1
+
+
+def _quarter(half: torch.Tensor, tdim: int, part: int, bit: int) -> torch.Tensor:
+    """The re (part 0) or im (part 1) amplitudes of a control half with the target bit = `bit`."""
+    return half.select(1, part).select(tdim - 1, bit)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Out-of-place gates: differentiable by autograd; used for the small readout circuit and as reference.
+
+def _ry(state: torch.Tensor, n: int, wire: int, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    v = _wire_view(state, n, wire)
+    a0, a1 = v[:, :, 0], v[:, :, 1]
+    return torch.stack((c * a0 - s * a1, s * a0 + c * a1), dim=2).reshape(state.shape)
+
+
+def _crx(state: torch.Tensor, n: int, control: int, target: int, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    # RX = [[c, -is], [-is, c]]: new a0 = c a0 - i s a1, new a1 = c a1 - i s a0 on the control=1 half.
+    lo, hi = sorted((control, target))
+    view = state.view(1, 2, 2**lo, 2, 2 ** (hi - lo - 1), 2, 2 ** (n - hi - 1), state.shape[-1])
+    cdim, tdim = (3, 5) if control < target else (5, 3)
+    off, on = view.select(cdim, 0), view.select(cdim, 1)
+    td = tdim if tdim < cdim else tdim - 1
+    r0, r1 = on[:, 0].select(td - 1, 0), on[:, 0].select(td - 1, 1)
+    m0, m1 = on[:, 1].select(td - 1, 0), on[:, 1].select(td - 1, 1)
+    re = torch.stack((c * r0 + s * m1, c * r1 + s * m0), dim=td - 1)
+    im = torch.stack((c * m0 - s * r1, c * m1 - s * r0), dim=td - 1)
+    new_on = torch.stack((re, im), dim=1)
+    return torch.stack((off, new_on), dim=cdim).reshape(state.shape)
+
+
+def apply_circuit(state: torch.Tensor, angles: torch.Tensor, qubits: int, gates: Sequence[Gate]) -> torch.Tensor:
+    """Apply a circuit to [2, 2**n, B] states with per-state angles [len(gates), B] (or [len(gates), 1]
+    shared); plain autograd, one intermediate state per gate, so keep it for small circuits."""
+    cos, sin = torch.cos(angles / 2), torch.sin(angles / 2)
+    for g, (kind, p, q) in enumerate(gates):
+        if kind == "ry":
+            state = _ry(state, qubits, p, cos[g], sin[g])
+        else:
+            state = _crx(state, qubits, p, q, cos[g], sin[g])
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------
+# In-place gates on preallocated buffers (no autograd): the adjoint function's kernels. x -> y, x intact.
+
+def _ry_into(x: torch.Tensor, y: torch.Tensor, n: int, wire: int, c: torch.Tensor, s: torch.Tensor) -> None:
+    torch.mul(x, c, out=y)
+    xv, yv = _wire_view(x, n, wire), _wire_view(y, n, wire)
+    yv[:, :, 0].addcmul_(xv[:, :, 1], s, value=-1)
+    yv[:, :, 1].addcmul_(xv[:, :, 0], s)
+
+
+def _crx_into(x: torch.Tensor, y: torch.Tensor, n: int, control: int, target: int,
+              c: torch.Tensor, s: torch.Tensor) -> None:
+    x_off, x_on, td = _control_halves(x, n, control, target)
+    y_off, y_on, _ = _control_halves(y, n, control, target)
+    y_off.copy_(x_off)
+    torch.mul(x_on, c, out=y_on)
+    _quarter(y_on, td, 0, 0).addcmul_(_quarter(x_on, td, 1, 1), s)
+    _quarter(y_on, td, 0, 1).addcmul_(_quarter(x_on, td, 1, 0), s)
+    _quarter(y_on, td, 1, 0).addcmul_(_quarter(x_on, td, 0, 1), s, value=-1)
+    _quarter(y_on, td, 1, 1).addcmul_(_quarter(x_on, td, 0, 0), s, value=-1)
+
+
+def _run_forward(x: torch.Tensor, y: torch.Tensor, n: int, gates: Sequence[Gate],
+                 cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply all gates, ping-ponging between x and y; returns (result buffer, free buffer)."""
+    for g, (kind, p, q) in enumerate(gates):
+        if kind == "ry":
+            _ry_into(x, y, n, p, cos[g], sin[g])
+        else:
+            _crx_into(x, y, n, p, q, cos[g], sin[g])
+        x, y = y, x
+    return x, y
+
+
+def _angle_grad(xg: torch.Tensor, n: int, gate: Gate) -> torch.Tensor:
+    """dL/dtheta of one gate from the state v and gradient g just after it, stacked as xg = [v_re, v_im,
+    g_re, g_im]. Gate = exp(theta K) with K commuting with the gate, so dL/dtheta = <g, K v> (real dot)."""
+    kind, p, q = gate
+    if kind == "ry":  # K = (1/2) [[0, -1], [1, 0]] on the wire
+        v = _wire_view(xg, n, p)
+        prod = v[2:, :, 1] * v[:2, :, 0]
+        prod.addcmul_(v[2:, :, 0], v[:2, :, 1], value=-1)
+    else:  # K = -iX/2 on the target, control=1 half only
+        _, on, td = _control_halves(xg, n, p, q)
+        v_on, g_on = on[0:1], on[1:2]
+        prod = _quarter(g_on, td, 0, 0) * _quarter(v_on, td, 1, 1)
+        prod.addcmul_(_quarter(g_on, td, 0, 1), _quarter(v_on, td, 1, 0))
+        prod.addcmul_(_quarter(g_on, td, 1, 0), _quarter(v_on, td, 0, 1), value=-1)
+        prod.addcmul_(_quarter(g_on, td, 1, 1), _quarter(v_on, td, 0, 0), value=-1)
+    return prod.reshape(-1, prod.shape[-1]).sum(0).mul_(0.5)
+
+
+def _run_adjoint(xg: torch.Tensor, y: torch.Tensor, n: int, gates: Sequence[Gate], cos: torch.Tensor,
+                 neg_sin: torch.Tensor, grad_angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Walk the circuit backwards on xg = [v, g] at its output: record each gate's angle gradient into
+    grad_angles [G, B] (accumulating), then undo the gate on v and pull g back through it (the inverse
+    of a rotation is the rotation with -sin). Returns (buffer holding [v_in, g_in], free buffer)."""
+    for g in range(len(gates) - 1, -1, -1):
+        kind, p, q = gates[g]
+        grad_angles[g] += _angle_grad(xg, n, gates[g])
+        if kind == "ry":
+            _ry_into(xg, y, n, p, cos[g], neg_sin[g])
+        else:
+            _crx_into(xg, y, n, p, q, cos[g], neg_sin[g])
+        xg, y = y, xg
+    return xg, y
+
+
+class _LcuPowers(torch.autograd.Function):
+    """angles [G, W, T], b_re/b_im [T] -> [d, 2, 2**n, W]: M^k |0> for k = 1..d, M = sum_t b_t U_t."""
+
+    @staticmethod
+    def forward(ctx, angles: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor, qubits: int,
+                gates: tuple[Gate, ...], degree: int, chunk: int) -> torch.Tensor:
+        n, dim = qubits, 2**qubits
+        num_gates, windows, tokens = angles.shape
+        cos, sin = torch.cos(angles / 2), torch.sin(angles / 2)   # once, reused for every power
+        out = angles.new_empty(degree, 2, dim, windows)
+        saved: list[torch.Tensor] = []
+        for w0 in range(0, windows, chunk):
+            w1 = min(windows, w0 + chunk)
+            bsz = (w1 - w0) * tokens
+            c = cos[:, w0:w1].reshape(num_gates, bsz)
+            s = sin[:, w0:w1].reshape(num_gates, bsz)
+            outputs = angles.new_empty(degree, 2, dim, bsz)
+            x, y = angles.new_empty(2, dim, bsz), angles.new_empty(2, dim, bsz)
+            v = zero_state(n, w1 - w0, angles.dtype, angles.device)
+            for k in range(degree):
+                x.view(2, dim, w1 - w0, tokens).copy_(v.unsqueeze(-1))
+                res, y = _run_forward(x, y, n, gates, c, s)
+                outputs[k] = res
+                x = res
+                per_token = res.view(2, dim * (w1 - w0), tokens)
+                v = torch.stack((per_token[0] @ b_re - per_token[1] @ b_im,
+                                 per_token[0] @ b_im + per_token[1] @ b_re)).view(2, dim, w1 - w0)
+                out[k, :, :, w0:w1] = v
+            saved.append(outputs)
+        ctx.save_for_backward(cos, sin, b_re, b_im)
+        ctx.chunk_outputs = saved
+        ctx.meta = (n, gates, degree, chunk)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        cos, sin, b_re, b_im = ctx.saved_tensors
+        n, gates, degree, chunk = ctx.meta
+        dim = 2**n
+        num_gates, windows, tokens = cos.shape
+        grad_angles = torch.zeros_like(cos)
+        grad_b = b_re.new_zeros(2, tokens)
+        neg_sin = -sin
+        for index, w0 in enumerate(range(0, windows, chunk)):
+            w1 = min(windows, w0 + chunk)
+            nw, bsz = w1 - w0, (w1 - w0) * tokens
+            c = cos[:, w0:w1].reshape(num_gates, bsz)
+            ns = neg_sin[:, w0:w1].reshape(num_gates, bsz)
+            ga = cos.new_zeros(num_gates, bsz)
+            outputs = ctx.chunk_outputs[index]
+            xg, y = cos.new_empty(4, dim, bsz), cos.new_empty(4, dim, bsz)
+            carried = None
+            for k in range(degree - 1, -1, -1):
+                grad_v = grad_out[k, :, :, w0:w1]
+                if carried is not None:
+                    grad_v = grad_v + carried
+                w = outputs[k].view(2, dim, nw, tokens)
+                gr, gi = grad_v[0].unsqueeze(-1), grad_v[1].unsqueeze(-1)
+                # v = sum_t b_t w_t: dL/db_t = sum conj(w_t) G in re/im parts; dL/dw_t = conj(b_t) G.
+                grad_b[0] += (w[0] * gr + w[1] * gi).sum((0, 1))
+                grad_b[1] += (w[1] * gr * -1 + w[0] * gi).sum((0, 1))
+                xg[:2] = outputs[k]
+                xg[2].view(dim, nw, tokens).copy_(gr * b_re + gi * b_im)
+                xg[3].view(dim, nw, tokens).copy_(gi * b_re - gr * b_im)
+                xg, y = _run_adjoint(xg, y, n, gates, c, ns, ga)
+                carried = xg[2:].view(2, dim, nw, tokens).sum(-1)
+            grad_angles[:, w0:w1] = ga.view(num_gates, nw, tokens)
+        return grad_angles, grad_b[0], grad_b[1], None, None, None, None
+
+
+def lcu_powers(angles: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor, qubits: int,
+               gates: Sequence[Gate], degree: int, chunk: int | None = None) -> torch.Tensor:
+    """M^k |0...0> for k = 1..degree, where M = sum_t b_t U(angles[:, w, t]) for each window w.
+
+    angles: [len(gates), W, T] (gate-major so each gate's angles are contiguous); b_re, b_im: [T].
+    Returns [degree, 2, 2**qubits, W]. Gradients by the adjoint method (see the module docstring).
+    `chunk` windows are simulated at a time (default: cache-sized on CPU, all at once on GPU)."""
+    if angles.dim() != 3 or angles.shape[0] != len(gates):
+        raise ValueError(f"angles must be [{len(gates)}, W, T], got {tuple(angles.shape)}")
+    if chunk is None:
+        chunk = CPU_CHUNK_WINDOWS if angles.device.type == "cpu" else max(1, angles.shape[1])
+    return _LcuPowers.apply(angles.contiguous(), b_re.contiguous(), b_im.contiguous(), qubits,
+                            tuple(gates), degree, chunk)
+
+
+def pauli_expectations(state: torch.Tensor, qubits: int) -> torch.Tensor:
+    """<X_i>, <Y_i>, <Z_i> of normalised [2, 2**n, B] states -> [3n, B] ordered X_0..X_{n-1}, Y_.., Z_..."""
+    xs, ys, zs = [], [], []
+    for w in range(qubits):
+        v = _wire_view(state, qubits, w)
+        r0, r1, m0, m1 = v[0, :, 0], v[0, :, 1], v[1, :, 0], v[1, :, 1]
+        xs.append(2 * (r0 * r1 + m0 * m1).sum((0, 1)))
+        ys.append(2 * (r0 * m1 - m0 * r1).sum((0, 1)))
+        zs.append((r0 * r0 + m0 * m0 - r1 * r1 - m1 * m1).sum((0, 1)))
+    return torch.stack(xs + ys + zs)
