@@ -97,3 +97,12 @@ def test_token_files_roundtrip_and_validation(tmp_path):
     os.remove(tmp_path / "test.pt")
     with pytest.raises(UserError, match="missing split"):
         tokens.load_token_dataset(tmp_path)
+
+
+def test_atomic_write_follows_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        runio.atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
