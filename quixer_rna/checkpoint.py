@@ -72,11 +72,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def describe_mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> str | None:
-    """The settings that differ between a saved run and the one asked for, as 'key: old -> new'."""
-    diffs = [
-        f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}"
-        for key in sorted(set(saved) | set(wanted))
-        if saved.get(key) != wanted.get(key)
-    ]
+def describe_mismatch(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str | None:
+    """The settings that differ between a saved run and the one asked for, as 'key: old -> new'
+    (nested settings such as a model's config are named 'model_config.qubits')."""
+    diffs = []
+    for key in sorted(set(saved) | set(wanted)):
+        old, new = saved.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            nested = describe_mismatch(old, new, f"{prefix}{key}.")
+            if nested:
+                diffs.append(nested)
+        elif old != new:
+            diffs.append(f"{prefix}{key}: {old!r} -> {new!r}")
     return "; ".join(diffs) if diffs else None

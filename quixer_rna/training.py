@@ -304,9 +304,9 @@ class Trainer:
             ckpt.save_checkpoint(self.output_dir / name, state)
 
     def _hook(self, epoch: int) -> dict[str, Any]:
-        """Call the model's on_epoch_start (0-based epoch index) when it has one."""
+        """Call the model's on_epoch_start(epoch) (epochs count from 1) when it has one."""
         hook = getattr(self.model, "on_epoch_start", None)
-        return dict(hook(epoch - 1) or {}) if callable(hook) else {}
+        return dict(hook(epoch) or {}) if callable(hook) else {}
 
     def _postselection(self) -> float | None:
         extra = getattr(self.model, "extra_metrics", None)

@@ -37,7 +37,7 @@ class TinyModel(nn.Module):
         return logits
 
     def on_epoch_start(self, epoch: int) -> dict:
-        return {"active_layers": epoch + 1}
+        return {"active_layers": epoch}
 
     def extra_metrics(self) -> dict:
         return {"postselection": float(torch.sigmoid(self.head.bias[0].detach()))}
