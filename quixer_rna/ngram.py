@@ -25,11 +25,20 @@ kept only when it lowers it, so tuned discounts never do worse on val than textb
 
 from __future__ import annotations
 
+import argparse
 import logging
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
+from tqdm import tqdm
+
+from .errors import UserError
+from .formats.tokens import load_token_dataset
+from .metrics import PREDICTIONS_FILE, reference_perplexities, save_test_predictions, score_sums, summarize, window_scores
+from .runio import RunRecord, atomic_torch_save, prepare_output_dir
 
 LOG = logging.getLogger(__name__)
 
@@ -269,8 +278,6 @@ class KneserNeyModel:
 
     def state(self) -> dict:
         """Plain tensors and types (torch.load(weights_only=True) reads it back)."""
-        import torch
-
         return {
             "order": self.order,
             "vocab_size": self.vocab_size,
@@ -286,3 +293,70 @@ class KneserNeyModel:
             state["discounts"],
         )
 
+
+
+MODEL_FILE = "ngram_model.pt"
+
+
+def _scores(model: KneserNeyModel, sequences: np.ndarray, batch_size: int) -> dict[str, torch.Tensor]:
+    """Per-window NLL / top-1 / top-5 through the shared metrics, from the full distribution."""
+    pieces = []
+    starts = range(0, sequences.shape[0], batch_size)
+    for start in tqdm(starts, desc="n-gram test", unit="batch", leave=False):
+        chunk = sequences[start : start + batch_size]
+        log_probs = torch.from_numpy(np.log(model.distribution(chunk[:, :-1])))
+        pieces.append(window_scores(log_probs, torch.from_numpy(chunk[:, -1].copy())))
+    return {key: torch.cat([p[key] for p in pieces]) for key in pieces[0]}
+
+
+def run_ngram_stage(args: argparse.Namespace) -> dict:
+    """Count on train, tune the discounts on val, score test; writes metrics.json (same keys as the
+    neural trainer's), test_predictions.pt, ngram_model.pt, args.json."""
+    if args.task != "autoregressive":
+        raise UserError(f"--task {args.task}: the n-gram model predicts the next token only; use --task autoregressive")
+    if args.order < 1:
+        raise UserError(f"--order {args.order}: must be at least 1")
+    data = load_token_dataset(args.data_dir)
+    length = int(data["train"].sequences.shape[1])
+    if args.order > length:
+        raise UserError(f"--order {args.order}: windows hold only {length} tokens; use --order {length} or less")
+    vocab = data["train"].vocab_size
+    if vocab ** args.order >= 2**62:
+        raise UserError(f"--order {args.order}: too high for {vocab} tokens (n-gram keys overflow 64 bits)")
+    output_dir = prepare_output_dir(args.output_dir, args.overwrite)
+    record = RunRecord(output_dir, "train_classical_baselines", vars(args))
+    started = time.perf_counter()
+    windows = {name: split.sequences.numpy() for name, split in data.items()}
+    model, counting = KneserNeyModel.fit(windows["train"], args.order, vocab, args.ngram_counting)
+    tuning = model.tune_discounts(windows["val"])
+    val_loss = model.cross_entropy(windows["val"])
+    scores = _scores(model, windows["test"], args.eval_batch_size)
+    seconds = time.perf_counter() - started
+    test = summarize(score_sums(scores))
+    save_test_predictions(output_dir / PREDICTIONS_FILE, scores, data["test"].sources)
+    atomic_torch_save({**model.state(), "counting": counting}, output_dir / MODEL_FILE)
+    metrics = {
+        "model": "ngram",
+        "model_config": {"order": args.order, "counting": args.ngram_counting, "discounts": model.discounts.tolist()},
+        "task": "autoregressive",
+        "parameters": int(sum(level.keys.size for level in model.levels)),
+        "parameters_note": "n-gram types stored over all orders (each holds one count)",
+        "vocab_size": vocab,
+        "num_classes": vocab,
+        "context_length": length - 1,
+        "windows": {name: len(split) for name, split in data.items()},
+        "counting": counting,
+        "discount_tuning": tuning,
+        "val": {"loss": val_loss, "perplexity": float(np.exp(val_loss))},
+        "test": test,
+        "references": reference_perplexities(data["train"].sequences[:, -1], data["test"].sequences[:, -1], vocab),
+        "train_seconds": seconds,
+        "device": "cpu",
+    }
+    record.finish(metrics)
+    LOG.info(
+        "n-gram order %d: test loss %.4f ppl %.3f acc %.4f top5 %.4f (unigram ppl %.3f, uniform %d)",
+        args.order, test["loss"], test["perplexity"], test["accuracy"], test["top5_accuracy"],
+        metrics["references"]["unigram_perplexity"], vocab,
+    )
+    return metrics
