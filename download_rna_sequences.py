@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Stage 1: human RNA sequences as FASTA. With --source ncbi (the default) it reads NCBI's summary of
+GRCh38_latest_rna (GRCh38_latest_rna_summary.csv: ID,Sequence_len,Description), picks the accession
+classes in --prefixes, and fetches those RefSeq transcripts from NCBI E-utilities (efetch, nuccore,
+FASTA) in batches, within NCBI's rate limits, retrying with backoff. Rerunning the same command
+resumes: ids already in the FASTA or in missing_ids.txt are skipped and a partial record left by a
+crash is cut off. With --source synthetic it writes mRNA-like synthetic transcripts offline instead.
+
+The run record (args.json, metrics.json) and missing_ids.txt go into the FASTA's folder.
+
+example:
+  download_rna_sequences.py --csv GRCh38_latest_rna_summary.csv --email you@example.org \\
+      --output GRCh38_genomic_dataset/rna_sequences.fasta
+  download_rna_sequences.py --source synthetic --max_sequences 2000 --output synthetic/rna_sequences.fasta
+"""
+
+import argparse
+
+from quixer_rna.cli import add_common_args, make_parser, run_cli
+from quixer_rna.ncbi import DEFAULT_PREFIXES, NCBI_EUTILS, run_ncbi
+from quixer_rna.synthetic import run_synthetic
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__)
+    parser.add_argument("--source", choices=("ncbi", "synthetic"), default="ncbi",
+                        help="'ncbi' fetches the ids in --csv from NCBI; 'synthetic' generates --max_sequences "
+                             "mRNA-like transcripts offline (no --csv needed)")
+    parser.add_argument("--output", default="GRCh38_genomic_dataset/rna_sequences.fasta",
+                        help="FASTA file to write (70-column lines); args.json, metrics.json and missing_ids.txt "
+                             "are written next to it, in its folder")
+    parser.add_argument("--csv", default=None,
+                        help="NCBI's GRCh38_latest_rna_summary.csv (plain or .gz) listing the ids to fetch; "
+                             "required with --source ncbi")
+    parser.add_argument("--prefixes", nargs="+", default=list(DEFAULT_PREFIXES),
+                        help="accession classes to fetch: NM_ curated mRNA; XM_ predicted mRNA, NR_ curated "
+                             "non-coding, XR_ predicted non-coding are opt-in (space or comma separated)")
+    parser.add_argument("--max_sequences", type=int, default=None,
+                        help="fetch at most this many ids (default: all matching rows); with --source synthetic "
+                             "the number of transcripts to generate (required there)")
+    parser.add_argument("--sample", action="store_true",
+                        help="with --max_sequences, take a random sample chosen by --seed instead of the first "
+                             "rows (a larger sample with the same seed contains the smaller one)")
+    ncbi = parser.add_argument_group("NCBI E-utilities")
+    ncbi.add_argument("--email", default=None,
+                      help="your e-mail, sent with each request as NCBI asks (default: $NCBI_EMAIL)")
+    ncbi.add_argument("--api_key", default=None,
+                      help="NCBI API key; raises the rate limit from 3 to 10 requests/s (default: $NCBI_API_KEY); "
+                           "args.json records only whether one was given")
+    ncbi.add_argument("--batch_size", type=int, default=200, help="ids per efetch request")
+    ncbi.add_argument("--requests_per_second", type=float, default=None,
+                      help="request rate limit (default: NCBI's, 10 with an API key, else 3)")
+    ncbi.add_argument("--max_retries", type=int, default=6,
+                      help="retries of one request after HTTP 429 or 5xx, a timeout, a dropped connection or a "
+                           "garbled answer; then the run stops and a rerun resumes")
+    ncbi.add_argument("--retry_base_delay", type=float, default=1.0,
+                      help="seconds before the first retry; doubles on each further retry (plus up to 25%% "
+                           "jitter), never shorter than the server's Retry-After")
+    ncbi.add_argument("--retry_max_delay", type=float, default=60.0,
+                      help="cap in seconds on the exponential backoff (a server's Retry-After is still honoured)")
+    ncbi.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each request's answer")
+    ncbi.add_argument("--eutils_url", default=NCBI_EUTILS,
+                      help="base address of the E-utilities server (another address for a mirror or a test server)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="ncbi: start the FASTA and missing_ids.txt afresh instead of resuming; synthetic: "
+                             "replace an existing FASTA instead of refusing")
+    add_common_args(parser, overwrite=False)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.source == "synthetic":
+        return run_synthetic(args)
+    return run_ncbi(args)
+
+
+def main(argv=None) -> int:
+    return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
