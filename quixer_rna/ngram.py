@@ -89,16 +89,18 @@ def _ngram_keys(windows: np.ndarray, vocab_size: int) -> np.ndarray:
     return keys
 
 
-def infer_window_step(sequences: np.ndarray, sample: int = 20000) -> int:
-    """The shift between consecutive windows of the data: the smallest s for which most consecutive
-    pairs overlap by L - s tokens; L (the window length) when they do not overlap."""
+def infer_window_step(sequences: np.ndarray, sample: int = 20000, agreement: float = 0.9) -> int:
+    """The shift between consecutive windows of the data: the smallest s for which nearly all
+    consecutive pairs (all but transcript boundaries) overlap by L - s tokens; L (the window length)
+    when they do not overlap. A bare majority is not enough: in repetitive or low-entropy token
+    streams, disjoint windows often share a token or two by chance."""
     length = sequences.shape[1]
     head = sequences[: sample + 1]
     if head.shape[0] < 2:
         return length
     for shift in range(1, length):
         overlap = (head[1:, : length - shift] == head[:-1, shift:]).all(axis=1)
-        if overlap.mean() > 0.5:
+        if overlap.mean() >= agreement:
             return shift
     return length
 
