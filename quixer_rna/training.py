@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ from .metrics import (
 )
 from .models import build_model
 from .plots import plot_training_curves
-from .runio import RunRecord, atomic_write_text, prepare_output_dir, read_json, to_json
+from .runio import METRICS_FILE, RunRecord, atomic_write_text, prepare_output_dir, read_json, to_json
 
 LOG = logging.getLogger("quixer_rna.training")
 TASKS = ("autoregressive", "classification")
@@ -91,6 +92,15 @@ class TaskData:
     def context_length(self) -> int:
         return int(self.inputs["train"].shape[1])
 
+    def fingerprint(self) -> str:
+        """sha256 of every split's inputs and targets, so a resume on other data is refused."""
+        digest = hashlib.sha256()
+        for split in SPLITS:
+            for tensor in (self.inputs[split], self.targets[split]):
+                digest.update(str(tuple(tensor.shape)).encode())
+                digest.update(tensor.contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
 
 def prepare_task(data: dict[str, TokenSplit], task: str) -> TaskData:
     """Check the token splits fit the task and cut them into inputs and targets."""
@@ -135,6 +145,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    device: torch.device = torch.device("cpu")
 
     @property
     def is_main_process(self) -> bool:
@@ -145,9 +156,12 @@ class DistContext:
         return self.world_size > 1
 
     def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.active:
-            torch.distributed.all_reduce(tensor)
-        return tensor
+        """The sum over ranks, as a new tensor on the input's device (NCCL reduces on the GPU)."""
+        if not self.active:
+            return tensor.clone()
+        summed = tensor.to(self.device, copy=True)
+        torch.distributed.all_reduce(summed)
+        return summed.to(tensor.device)
 
     def barrier(self) -> None:
         if self.active:
@@ -167,7 +181,7 @@ def distributed_context(device_spec: str) -> tuple[DistContext, torch.device]:
         torch.cuda.set_device(device)
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank, world, local_rank), device
+    return DistContext(rank, world, local_rank, device), device
 
 
 def epoch_batches(num_windows: int, batch_size: int, seed: int, epoch: int, max_steps: int = 0) -> list[torch.Tensor]:
@@ -214,8 +228,12 @@ class Trainer:
         seed_everything(config.seed)
         torch.manual_seed(config.seed)
         width = max(self.task.vocab_size, self.task.num_outputs)
-        self.model = build_model(model_name, width, self.task.context_length, self.model_config).to(self.device)
-        self.parameters = sum(p.numel() for p in self.model.parameters())
+        try:
+            model = build_model(model_name, width, self.task.context_length, self.model_config)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"model {model_name} with {self.model_config}: {exc}") from exc
+        self.model = model.to(self.device)
+        self.parameter_count = sum(p.numel() for p in self.model.parameters())
         self.train_module: torch.nn.Module = self.model
         if self.dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -231,7 +249,7 @@ class Trainer:
             "vocab_size": self.task.vocab_size,
             "num_outputs": self.task.num_outputs,
             "context_length": self.task.context_length,
-            "train_windows": n_train,
+            "data_sha256": self.task.fingerprint(),
             **config.result_settings(),
         }
         self.progress: dict[str, Any] = {
@@ -335,8 +353,7 @@ class Trainer:
             if per_window:
                 pieces.append({k: v.cpu() for k, v in scores.items()})
         if not per_window:
-            self.dist.all_reduce(sums)
-            return sums.cpu(), None
+            return self.dist.all_reduce(sums).cpu(), None
         merged = {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]}
         return sums.cpu(), merged
 
@@ -355,7 +372,7 @@ class Trainer:
             # average then equals the gradient of the global batch's mean loss.
             loss = scores["nll"].sum() * (self.dist.world_size / len(batch))
             finite = torch.isfinite(loss.detach()).float()
-            if not bool(self.dist.all_reduce(finite.clone()) == self.dist.world_size):
+            if not bool(self.dist.all_reduce(finite) == self.dist.world_size):
                 raise UserError(self._nan_message(epoch, step + 1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -393,7 +410,7 @@ class Trainer:
 
     def _finish_epoch(self, epoch: int, hook_info: dict[str, Any]) -> dict[str, Any]:
         progress = self.progress
-        train = summarize(self.dist.all_reduce(progress["train_sums"].clone()))
+        train = summarize(self.dist.all_reduce(progress["train_sums"]))
         started = time.perf_counter()
         val = summarize(self.evaluate("val")[0])
         self._add_time(started)
@@ -402,8 +419,9 @@ class Trainer:
         row.update({f"val_{k}": val[k] for k in METRIC_NAMES})
         row["seconds"] = progress["epoch_seconds"]
         row.update(hook_info)
-        if progress["post_count"]:
-            row["postselection"] = progress["post_sum"] / progress["post_count"]
+        post = self.dist.all_reduce(torch.tensor([progress["post_sum"], progress["post_count"]], dtype=torch.float64))
+        if post[1] > 0:
+            row["postselection"] = float(post[0] / post[1])
         improved = val["loss"] < progress["best_val_loss"]
         if improved:
             progress["best_val_loss"], progress["best_epoch"], progress["bad_epochs"] = val["loss"], epoch, 0
@@ -420,7 +438,8 @@ class Trainer:
             atomic_write_text(
                 self.output_dir / HISTORY_FILE, "".join(json.dumps(json.loads(to_json(r))) + "\n" for r in progress["history"])
             )
-        LOG.info(
+        log = LOG.info if self.dist.is_main_process else LOG.debug
+        log(
             "epoch %d: train loss %.4f ppl %.3f | val loss %.4f ppl %.3f acc %.4f | %.1fs%s",
             epoch,
             train["loss"],
@@ -497,7 +516,7 @@ class Trainer:
             "model": self.model_name,
             "model_config": self.model_config,
             "task": self.config.task,
-            "parameters": self.parameters,
+            "parameters": self.parameter_count,
             "vocab_size": self.task.vocab_size,
             "num_classes": self.task.num_outputs,
             "context_length": self.task.context_length,
@@ -650,18 +669,23 @@ def run_training_stage(
     and leave args.json and metrics.json. A finished run rerun just reports its result."""
     config = config_from_args(args)
     data = load_token_dataset(args.data_dir)
+    dist, _ = distributed_context(config.device)
     output_dir = Path(args.output_dir)
     resuming = (output_dir / ckpt.LAST).is_file() and not args.overwrite
     if not resuming:
+        # Every rank checks (nothing is written before the barrier), so all refuse or none does.
         prepare_output_dir(output_dir, args.overwrite)
+    dist.barrier()
     trainer = Trainer(model_name, model_config, data, config, output_dir, resume=resuming)
-    if trainer.completed:
+    if trainer.completed and (output_dir / METRICS_FILE).is_file():
         LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
         return trainer.progress["final_metrics"]
     record = RunRecord(output_dir, stage, vars(args)) if trainer.dist.is_main_process else None
     metrics = trainer.run()
     if record is not None:
         record.finish(metrics)
+    if dist.active:
+        torch.distributed.destroy_process_group()
     return metrics
 
 

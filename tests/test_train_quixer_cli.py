@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,7 @@ def one_error_line(capsys) -> str:
     return err[0]
 
 
+@pytest.mark.slow
 @needs_quixer
 def test_cli_end_to_end_with_tiny_quixer(tmp_path, capsys):
     data, out = write_data(tmp_path / "data"), tmp_path / "run"
@@ -126,3 +130,31 @@ def test_nan_loss_is_one_stderr_line(tmp_path, capsys, monkeypatch):
     data = write_data(tmp_path / "data")
     assert script.main(argv(data, tmp_path / "run", "--log_level", "warning")) == 2
     assert "loss became NaN at epoch 1 step 1; lower --lr" in one_error_line(capsys)
+
+
+@pytest.mark.slow
+@needs_quixer
+def test_two_gloo_processes_match_one_process(tmp_path):
+    """torchrun with 2 CPU ranks splits each global batch; without dropout it must match 1 process."""
+    data = write_data(tmp_path / "data")
+    flags = ["--epochs", "1", "--dropout", "0", "--log_level", "warning"]
+    assert script.main(argv(data, tmp_path / "one", *flags)) == 0
+    root = Path(script.__file__).resolve().parent
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*command, str(root / "train_quixer_hybrid.py"), *argv(data, tmp_path / "two", *flags)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    for key in ("loss", "accuracy", "top5_accuracy"):
+        assert two["test"][key] == pytest.approx(one["test"][key], abs=1e-5)
+    a = torch.load(tmp_path / "one" / "checkpoint_last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "two" / "checkpoint_last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -143,6 +143,9 @@ def test_resume_with_other_sizes_is_refused(tmp_path, data):
         Trainer("tiny_test", {"dim": 4}, data, config(epochs=1), tmp_path)
     with pytest.raises(UserError, match=r"lr"):
         Trainer("tiny_test", {"dim": 8}, data, config(epochs=1, lr=0.01), tmp_path)
+    data["train"] = make_split(96, seed=9)
+    with pytest.raises(UserError, match=r"data_sha256"):
+        Trainer("tiny_test", {"dim": 8}, data, config(epochs=1), tmp_path)
 
 
 def test_early_stopping_on_val_loss(tmp_path, data):
