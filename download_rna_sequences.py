@@ -36,20 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="accession classes to fetch: NM_ curated mRNA; XM_ predicted mRNA, NR_ curated "
                              "non-coding, XR_ predicted non-coding are opt-in (space or comma separated)")
     parser.add_argument("--max_sequences", type=int, default=None,
-                        help="fetch at most this many ids (default: all matching rows); with --source synthetic "
-                             "the number of transcripts to generate (required there)")
+                        help="how many ids to fetch, None for all matching rows; with --source synthetic, how "
+                             "many transcripts to generate (required there)")
     parser.add_argument("--sample", action="store_true",
                         help="with --max_sequences, take a random sample chosen by --seed instead of the first "
                              "rows (a larger sample with the same seed contains the smaller one)")
     ncbi = parser.add_argument_group("NCBI E-utilities")
     ncbi.add_argument("--email", default=None,
-                      help="your e-mail, sent with each request as NCBI asks (default: $NCBI_EMAIL)")
+                      help="your e-mail, sent with each request as NCBI asks; None: taken from $NCBI_EMAIL")
     ncbi.add_argument("--api_key", default=None,
-                      help="NCBI API key; raises the rate limit from 3 to 10 requests/s (default: $NCBI_API_KEY); "
-                           "args.json records only whether one was given")
+                      help="NCBI API key, raises the rate limit from 3 to 10 requests/s (args.json records only "
+                           "whether one was given); None: taken from $NCBI_API_KEY")
     ncbi.add_argument("--batch_size", type=int, default=200, help="ids per efetch request")
     ncbi.add_argument("--requests_per_second", type=float, default=None,
-                      help="request rate limit (default: NCBI's, 10 with an API key, else 3)")
+                      help="request rate limit; None: NCBI's, 10/s with an API key, else 3/s")
     ncbi.add_argument("--max_retries", type=int, default=6,
                       help="retries of one request after HTTP 429 or 5xx, a timeout, a dropped connection or a "
                            "garbled answer; then the run stops and a rerun resumes")

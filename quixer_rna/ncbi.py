@@ -24,7 +24,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 from urllib.error import HTTPError, URLError
 
 from tqdm import tqdm
@@ -153,7 +153,7 @@ class RateLimiter:
 
 
 @contextlib.contextmanager
-def entrez_session(base_url: str, email: str | None, api_key: str | None, timeout: float) -> Iterator[None]:
+def entrez_session(base_url: str, email_address: str | None, api_key: str | None, timeout: float) -> Iterator[None]:
     """Configure Bio.Entrez for this run and restore its module state afterwards.
 
     Biopython 1.88 hard-codes NCBI's address inside each function (efetch builds its Request from a
@@ -172,7 +172,7 @@ def entrez_session(base_url: str, email: str | None, api_key: str | None, timeou
             request.full_url = base_url + request.full_url[len(NCBI_EUTILS):]
         return opener(request, timeout=timeout)
 
-    Entrez.email, Entrez.api_key, Entrez.tool, Entrez.max_tries = email, api_key, "quixer-rna", 1
+    Entrez.email, Entrez.api_key, Entrez.tool, Entrez.max_tries = email_address, api_key, "quixer-rna", 1
     Entrez.urlopen = routed_urlopen
     try:
         with warnings.catch_warnings():
@@ -296,7 +296,10 @@ class EntrezClient:
             raise FetchFailure("http_429", status, parse_retry_after(exc.headers.get("Retry-After"))) from exc
         if exc.code >= 500:
             raise FetchFailure("http_5xx", status) from exc
-        body = exc.read().decode("utf-8", errors="replace")
+        try:
+            body = exc.read().decode("utf-8", errors="replace")
+        except (OSError, http.client.HTTPException):
+            body = ""
         if "api key" in body.lower() or "api_key" in body.lower():
             raise UserError(f"--api_key: NCBI rejected it ({status}: {body.strip()[:120]}); check the key or leave it out")
         LOG.debug("NCBI rejected the ids (%s: %s)", status, body.strip()[:200])
@@ -414,21 +417,26 @@ def read_missing(path: Path) -> list[str]:
 
 class FastaAppender:
     """Appends whole batches to the FASTA: one write, flush and fsync each, in NCBI's format with
-    70-column sequence lines."""
+    70-column sequence lines. The file is created by the first append, so a run that fetches
+    nothing (no network) leaves no empty FASTA behind."""
 
     def __init__(self, path: Path):
-        self._handle = open(path, "ab")
+        self.path = path
+        self._handle: BinaryIO | None = None
 
     def append(self, records: Sequence[FastaRecord]) -> int:
         text = "".join(format_record(record.header, record.sequence) for record in records)
         data = text.encode("ascii", errors="replace")
+        if self._handle is None:
+            self._handle = open(self.path, "ab")
         self._handle.write(data)
         self._handle.flush()
         os.fsync(self._handle.fileno())
         return len(data)
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
 
 # ---------------------------------------------------------------- the stage

@@ -4,6 +4,7 @@ resuming after a failure, a kill or a torn write, and one-line errors."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import signal
@@ -98,7 +99,9 @@ def test_long_id_list_is_posted(tmp_path: Path) -> None:
 
 def test_prefixes_max_sequences_and_sample(tmp_path: Path) -> None:
     nm, xm, nr = fake_records(10), fake_records(10, 1, "XM_"), fake_records(10, 2, "NR_")
-    csv = write_csv(tmp_path / "summary.csv", {**nm, **xm, **nr})
+    plain = write_csv(tmp_path / "summary.csv", {**nm, **xm, **nr})
+    csv = tmp_path / "summary.csv.gz"
+    csv.write_bytes(gzip.compress(plain.read_bytes()))
     with FakeEutils({**nm, **xm, **nr}) as server:
         out = tmp_path / "a" / "rna.fasta"
         assert download_rna_sequences.main(common(server, csv, out, "--prefixes", "XM_,NR_", "--max_sequences", "12")) == 0
@@ -258,6 +261,7 @@ def test_no_network_is_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"cannot reach {url}" in err and "pass --source synthetic to work offline" in err
+    assert not (tmp_path / "rna.fasta").exists()
 
 
 @pytest.mark.parametrize("problem", ["absent", "header", "prefix"])
