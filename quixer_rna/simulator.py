@@ -26,7 +26,7 @@ import torch
 Gate = tuple[str, int, int]
 
 # Windows per chunk in the CPU forward/backward: small enough that a chunk's states stay in cache.
-CPU_CHUNK_WINDOWS = 16
+CPU_CHUNK_WINDOWS = 32
 
 
 def circuit14_gates(qubits: int, layers: int) -> list[Gate]:
@@ -145,9 +145,10 @@ def _run_forward(x: torch.Tensor, y: torch.Tensor, n: int, gates: Sequence[Gate]
     return x, y
 
 
-def _angle_grad(xg: torch.Tensor, n: int, gate: Gate) -> torch.Tensor:
-    """dL/dtheta of one gate from the state v and gradient g just after it, stacked as xg = [v_re, v_im,
-    g_re, g_im]. Gate = exp(theta K) with K commuting with the gate, so dL/dtheta = <g, K v> (real dot)."""
+def _angle_grad(xg: torch.Tensor, n: int, gate: Gate, out: torch.Tensor) -> None:
+    """Twice dL/dtheta of one gate into `out` [B], from the state v and gradient g just after the gate,
+    stacked as xg = [v_re, v_im, g_re, g_im]. Gate = exp(theta K) with K commuting with the gate, so
+    dL/dtheta = <g, K v> (real dot); the caller applies K's factor 1/2 once for all gates."""
     kind, p, q = gate
     if kind == "ry":  # K = (1/2) [[0, -1], [1, 0]] on the wire
         v = _wire_view(xg, n, p)
@@ -160,17 +161,17 @@ def _angle_grad(xg: torch.Tensor, n: int, gate: Gate) -> torch.Tensor:
         prod.addcmul_(_quarter(g_on, td, 0, 1), _quarter(v_on, td, 1, 0))
         prod.addcmul_(_quarter(g_on, td, 1, 0), _quarter(v_on, td, 0, 1), value=-1)
         prod.addcmul_(_quarter(g_on, td, 1, 1), _quarter(v_on, td, 0, 0), value=-1)
-    return prod.reshape(-1, prod.shape[-1]).sum(0).mul_(0.5)
+    torch.sum(prod.view(-1, prod.shape[-1]), 0, out=out)
 
 
 def _run_adjoint(xg: torch.Tensor, y: torch.Tensor, n: int, gates: Sequence[Gate], cos: torch.Tensor,
                  neg_sin: torch.Tensor, grad_angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Walk the circuit backwards on xg = [v, g] at its output: record each gate's angle gradient into
-    grad_angles [G, B] (accumulating), then undo the gate on v and pull g back through it (the inverse
+    """Walk the circuit backwards on xg = [v, g] at its output: write each gate's doubled angle gradient
+    into grad_angles [G, B], then undo the gate on v and pull g back through it (the inverse
     of a rotation is the rotation with -sin). Returns (buffer holding [v_in, g_in], free buffer)."""
     for g in range(len(gates) - 1, -1, -1):
         kind, p, q = gates[g]
-        grad_angles[g] += _angle_grad(xg, n, gates[g])
+        _angle_grad(xg, n, gates[g], grad_angles[g])
         if kind == "ry":
             _ry_into(xg, y, n, p, cos[g], neg_sin[g])
         else:
@@ -227,7 +228,7 @@ class _LcuPowers(torch.autograd.Function):
             nw, bsz = w1 - w0, (w1 - w0) * tokens
             c = cos[:, w0:w1].reshape(num_gates, bsz)
             ns = neg_sin[:, w0:w1].reshape(num_gates, bsz)
-            ga = cos.new_zeros(num_gates, bsz)
+            ga = cos.new_empty(degree, num_gates, bsz)
             outputs = ctx.chunk_outputs[index]
             xg, y = cos.new_empty(4, dim, bsz), cos.new_empty(4, dim, bsz)
             carried = None
@@ -243,9 +244,10 @@ class _LcuPowers(torch.autograd.Function):
                 xg[:2] = outputs[k]
                 xg[2].view(dim, nw, tokens).copy_(gr * b_re + gi * b_im)
                 xg[3].view(dim, nw, tokens).copy_(gi * b_re - gr * b_im)
-                xg, y = _run_adjoint(xg, y, n, gates, c, ns, ga)
-                carried = xg[2:].view(2, dim, nw, tokens).sum(-1)
-            grad_angles[:, w0:w1] = ga.view(num_gates, nw, tokens)
+                xg, y = _run_adjoint(xg, y, n, gates, c, ns, ga[k])
+                if k > 0:
+                    carried = xg[2:].view(2, dim, nw, tokens).sum(-1)
+            grad_angles[:, w0:w1] = torch.sum(ga, 0).mul_(0.5).view(num_gates, nw, tokens)
         return grad_angles, grad_b[0], grad_b[1], None, None, None, None
 
 
@@ -262,6 +264,17 @@ def lcu_powers(angles: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor, qub
         chunk = CPU_CHUNK_WINDOWS if angles.device.type == "cpu" else max(1, angles.shape[1])
     return _LcuPowers.apply(angles.contiguous(), b_re.contiguous(), b_im.contiguous(), qubits,
                             tuple(gates), degree, chunk)
+
+
+def polynomial_state(angles: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor, coeffs: torch.Tensor,
+                     qubits: int, gates: Sequence[Gate], chunk: int | None = None) -> torch.Tensor:
+    """psi = (sum_k c_k M^k |0...0>) / ||c||_1 for each window: [2, 2**qubits, W], not normalised (its
+    squared norm is the post-selection probability). coeffs [d+1], c[0] the constant term."""
+    windows = angles.shape[1]
+    powers = lcu_powers(angles, b_re, b_im, qubits, gates, coeffs.shape[0] - 1, chunk)
+    psi = coeffs[0] * zero_state(qubits, windows, angles.dtype, angles.device)
+    psi = psi + torch.einsum("k,krnw->rnw", coeffs[1:], powers)
+    return psi / coeffs.abs().sum()
 
 
 def pauli_expectations(state: torch.Tensor, qubits: int) -> torch.Tensor:

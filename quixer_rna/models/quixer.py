@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from ..simulator import apply_circuit, circuit14_gates, lcu_powers, pauli_expectations, zero_state
+from ..simulator import apply_circuit, circuit14_gates, pauli_expectations, polynomial_state
 from . import register
 
 INIT_STRATEGIES = ("small_gaussian", "official", "uniform")
@@ -110,14 +110,9 @@ class QuixerModel(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2 or tokens.shape[1] != self.context_length:
             raise ValueError(f"tokens must be [B, {self.context_length}], got {tuple(tokens.shape)}")
-        windows = tokens.shape[0]
         angles = self.token_angles(self.dropout(self.embedding(tokens))) * self.angle_mask   # [W, T, G]
         b_re, b_im = self.lcu_coefficients()
-        powers = lcu_powers(angles.permute(2, 0, 1), b_re, b_im, self.qubits, self.gates, self.qsvt_degree)
-        coeffs = self.poly_coeffs
-        psi = coeffs[0] * zero_state(self.qubits, windows, angles.dtype, angles.device)
-        psi = psi + torch.einsum("k,kdnw->dnw", coeffs[1:], powers)
-        psi = psi / coeffs.abs().sum()
+        psi = polynomial_state(angles.permute(2, 0, 1), b_re, b_im, self.poly_coeffs, self.qubits, self.gates)
         norm2 = (psi * psi).sum((0, 1))                                            # [W]
         self._postselection = norm2.detach().mean()
         psi = psi / torch.sqrt(norm2.clamp_min(1e-30))
