@@ -72,33 +72,40 @@ def _rotation_entries(kind: str, phase: torch.Tensor) -> tuple[torch.Tensor, ...
 
 
 def _gate_entries(gate: Gate, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Entries shaped [B, 1, 1] (or [1, 1, 1] when the gate is the same for the whole batch)."""
+    """Entries shaped [B] (or [1] when the gate is the same for the whole batch)."""
     if gate.kind == "fixed":
         dtype = complex_dtype(params.dtype)
         flat = [entry for row in gate.matrix for entry in row]
-        return tuple(torch.tensor(e, dtype=dtype, device=params.device).reshape(1, 1, 1) for e in flat)
+        return tuple(torch.tensor(e, dtype=dtype, device=params.device).reshape(1) for e in flat)
     if gate.param is None:
         phase = torch.tensor([gate.value], dtype=params.dtype, device=params.device)
     else:
         phase = params[:, gate.param] * gate.scale
-    return tuple(e.reshape(-1, 1, 1) for e in _rotation_entries(gate.kind, phase))
+    return _rotation_entries(gate.kind, phase)
 
 
-def _apply_single(state: torch.Tensor, gate: Gate, params: torch.Tensor, n_qubits: int) -> torch.Tensor:
-    batch = state.shape[0]
-    view = state.reshape(batch, 2**gate.target, 2, 2 ** (n_qubits - gate.target - 1))
-    zero, one = view[:, :, 0, :], view[:, :, 1, :]
-    u00, u01, u10, u11 = _gate_entries(gate, params)
-    new = torch.stack((u00 * zero + u01 * one, u10 * zero + u11 * one), dim=2).reshape(batch, -1)
+def _apply_single(state: torch.Tensor, gate: Gate, params: torch.Tensor, n_qubits: int) -> None:
+    """Apply the gate in place on a view of `state` [B, 2^n]: the control = 1 half when controlled."""
+    batch, t = state.shape[0], gate.target
     if gate.control is None:
-        return new
-    mask = _bit_mask(gate.control, n_qubits, state.device)
-    return torch.where(mask, new, state)
-
-
-def _bit_mask(qubit: int, n_qubits: int, device: torch.device) -> torch.Tensor:
-    index = torch.arange(2**n_qubits, device=device)
-    return ((index >> (n_qubits - 1 - qubit)) & 1).bool()
+        sub, axis = state.view(batch, 2**t, 2, 2 ** (n_qubits - t - 1)), 2
+    else:
+        c = gate.control
+        low, high = min(c, t), max(c, t)
+        view = state.view(batch, 2**low, 2, 2 ** (high - low - 1), 2, 2 ** (n_qubits - high - 1))
+        if c < t:
+            sub, axis = view[:, :, 1], 3
+        else:
+            sub, axis = view[:, :, :, :, 1], 2
+    u00, u01, u10, u11 = (u.reshape(-1, *([1] * (sub.dim() - 2))) for u in _gate_entries(gate, params))
+    zero, one = sub.select(axis, 0), sub.select(axis, 1)
+    if gate.kind == "rz":
+        zero.mul_(u00)
+        one.mul_(u11)
+        return
+    new_zero = u00 * zero + u01 * one
+    one.copy_(u10 * zero + u11 * one)
+    zero.copy_(new_zero)
 
 
 def _apply_swap(state: torch.Tensor, a: int, b: int, n_qubits: int) -> torch.Tensor:
@@ -119,13 +126,12 @@ def simulate(circuit: Circuit, params: torch.Tensor, state: torch.Tensor | None 
     n = circuit.n_qubits
     if params.dim() != 2:
         raise ValueError("params must be [B, P]")
-    if state is None:
-        state = zero_state(params.shape[0], n, params.dtype, params.device)
+    state = zero_state(params.shape[0], n, params.dtype, params.device) if state is None else state.clone()
     for gate in circuit.gates:
         if gate.kind == "swap":
             state = _apply_swap(state, gate.target, gate.control, n)
         else:
-            state = _apply_single(state, gate, params, n)
+            _apply_single(state, gate, params, n)
     if circuit.postselect:
         shaped = state.reshape(state.shape[0], *([2] * n))
         for qubit in sorted(circuit.postselect, reverse=True):

@@ -43,12 +43,14 @@ LOG = logging.getLogger("quixer_rna.encoding")
 
 ANSATZE = ("IQP", "Sim14", "Sim15", "StronglyEntangling")
 DEFAULT_ANSATZ = "Sim14"
-DEFAULT_LAYERS = 2
+DEFAULT_LAYERS = 1
 READOUTS = ("probabilities", "amplitudes")
 CONTEXTS = ("none", "stairs")
 MAX_QUBITS = 14
 ENCODING_SYMBOL = "enc"
 DISTINCT_TOLERANCE = 1e-9
+PARALLEL_READ_BYTES = 64 << 20
+LAUNCHER_LOG = "encode.log"  # run_lambeq_gpu.sh starts it in the output folder before this stage runs
 
 _TETRAHEDRON = {"A": (1, 1, 1), "C": (1, -1, -1), "G": (-1, 1, -1), "T": (-1, -1, 1)}
 _INDEX_SUFFIX = re.compile(r"_(\d+)$")
@@ -377,3 +379,218 @@ def count_distinct_rows(table: torch.Tensor, tolerance: float = DISTINCT_TOLERAN
     """Rows that differ by more than `tolerance` somewhere (rows snapped to a grid of that size)."""
     snapped = torch.round(table.double() / tolerance).to(torch.int64)
     return int(torch.unique(snapped, dim=0).shape[0])
+
+
+# ---- the encode stage (lambeq_encoder.py) ----------------------------------------------------------------
+
+@dataclass
+class SplitIds:
+    """One split's windows as k-mer ids, with the labels and sources to carry through."""
+
+    ids: torch.Tensor
+    labels: torch.Tensor
+    sources: list[str]
+    path: str
+
+
+def kmers_to_ids(windows: Sequence[Sequence[str]], k: int) -> torch.Tensor:
+    """int64 [N, L] ids of equal-length windows of validated k-mers, vectorised (millions of k-mers a second)."""
+    if not windows:
+        return torch.zeros(0, 0, dtype=torch.int64)
+    letters = np.array(windows, dtype=f"<U{k}")
+    codes = letters.view(np.uint32).reshape(*letters.shape, k)
+    lookup = np.zeros(128, dtype=np.int64)
+    for digit, base in enumerate(BASES):
+        lookup[ord(base)] = digit
+    powers = 4 ** np.arange(k - 1, -1, -1, dtype=np.int64)
+    return torch.from_numpy(lookup[codes] @ powers)
+
+
+def load_split_ids(data_dir: str, split: str, k: int, max_kmers: int) -> SplitIds:
+    """Read and validate one split (file:line errors come from the sentence loader) and look its ids up."""
+    from .formats.sentences import SENTENCES_FILE, load_sentence_split
+
+    sentences = load_sentence_split(data_dir, split, k=k, max_kmers=max_kmers)
+    path = str(Path(data_dir) / split / SENTENCES_FILE)
+    if sentences.kmers:
+        width = len(sentences.kmers[0])
+        for line_no, window in enumerate(sentences.kmers, start=1):
+            if len(window) != width:
+                raise UserError(
+                    f"{path}:{line_no}: {len(window)} k-mers but line 1 has {width}; every window must have the same length"
+                )
+    return SplitIds(
+        kmers_to_ids(sentences.kmers, k), torch.tensor(sentences.labels, dtype=torch.int64), sentences.sources, path
+    )
+
+
+def load_all_ids(data_dir: str, splits: Sequence[str], k: int, max_kmers: int, workers: int) -> dict[str, SplitIds]:
+    """Every split, in parallel processes (one per split; they import torch, not lambeq) when workers > 1 and
+    the sentence files are large enough to repay a process's start-up."""
+    from .formats.sentences import SENTENCES_FILE
+
+    if not Path(data_dir).is_dir():
+        raise UserError(f"--data_dir {data_dir}: folder not found")
+    files = [Path(data_dir) / split / SENTENCES_FILE for split in splits]
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    if workers <= 1 or total < PARALLEL_READ_BYTES:
+        loaded = {split: load_split_ids(data_dir, split, k, max_kmers) for split in splits}
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(min(workers, len(splits)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {split: pool.submit(load_split_ids, data_dir, split, k, max_kmers) for split in splits}
+            loaded = {split: future.result() for split, future in futures.items()}
+    widths = {split: s.ids.shape[1] for split, s in loaded.items() if s.ids.shape[0]}
+    if len(set(widths.values())) > 1:
+        raise UserError(f"--data_dir {data_dir}: splits have windows of different lengths {widths}")
+    width = next(iter(widths.values()), 0)
+    for split in loaded.values():
+        if split.ids.shape[0] == 0:
+            split.ids = torch.zeros(0, width, dtype=torch.int64)
+    return loaded
+
+
+def contextual_chunk_size(n_qubits: int, dtype: torch.dtype, budget_bytes: int = 1 << 28) -> int:
+    """Windows per stairs step so that the joint 2n-qubit states stay within `budget_bytes`."""
+    per_window = (4**n_qubits) * torch.empty(0, dtype=complex_dtype(dtype)).element_size() * 3
+    return max(1, budget_bytes // per_window)
+
+
+def _contextual_part(encoder: KmerEncoder, states: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return encoder.contextual(ids, states).cpu()
+
+
+def contextual_embeddings(
+    encoder: KmerEncoder, states: torch.Tensor, ids: torch.Tensor, workers: int, desc: str, chunk: int | None = None
+) -> torch.Tensor:
+    """Stairs embeddings [N, L, D] of windows `ids`, chunk by chunk on the device of `states`; on CPU with
+    workers > 1 the chunks go to that many processes (each with the threads OMP_NUM_THREADS gives it)."""
+    from tqdm import tqdm
+
+    if ids.shape[0] == 0:
+        return torch.zeros(0, ids.shape[1], readout_of(states[:1], encoder.readout).shape[1])
+    chunks = ids.split(chunk or contextual_chunk_size(encoder.n_qubits, states.real.dtype))
+    if workers > 1 and states.device.type == "cpu" and len(chunks) > 1:
+        import multiprocessing
+
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_contextual_part, encoder, states, chunk) for chunk in chunks]
+            parts = [f.result() for f in tqdm(futures, desc=desc, unit="chunk", leave=False)]
+    else:
+        parts = [
+            _contextual_part(encoder, states, chunk.to(states.device))
+            for chunk in tqdm(chunks, desc=desc, unit="chunk", leave=False)
+        ]
+    return torch.cat(parts)
+
+
+def run_encode(args: Any) -> int:
+    from .cli import resolve_device
+    from .formats import SPLITS
+    from .formats.embeddings import save_embedding_split
+
+    if args.max_kmers < 1:
+        raise UserError(f"--max_kmers {args.max_kmers}: must be at least 1")
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be at least 1")
+    n_qubits = qubits_for(args.embedding_dim, args.readout)
+    device = resolve_device(args.device)
+    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    encoder = KmerEncoder.build(
+        args.k, n_qubits, args.ansatz, args.layers, args.readout, args.seed, stairs=args.context == "stairs"
+    )
+    timings["circuit_s"] = time.perf_counter() - start
+    existing = Path(args.output_dir)
+    only_log = existing.is_dir() and {entry.name for entry in existing.iterdir()} == {LAUNCHER_LOG}
+    output_dir = prepare_output_dir(args.output_dir, args.overwrite or only_log)
+    record = RunRecord(output_dir, "lambeq_encoder", vars(args))
+
+    start = time.perf_counter()
+    splits = load_all_ids(args.data_dir, SPLITS, args.k, args.max_kmers, args.workers)
+    timings["read_s"] = time.perf_counter() - start
+    LOG.info("read %s windows", {name: int(s.ids.shape[0]) for name, s in splits.items()})
+
+    start = time.perf_counter()
+    states = encoder.all_states(device, dtype)
+    table = readout_of(states, args.readout)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings["table_build_s"] = time.perf_counter() - start
+    distinct = count_distinct_rows(table)
+    table_cpu = table.float().cpu()
+    LOG.info("table of %d k-mers x %d built in %.2f s; %d distinct rows", table.shape[0], table.shape[1],
+             timings["table_build_s"], distinct)
+
+    timings["lookup_s"] = timings["write_s"] = 0.0
+    for name, split in splits.items():
+        path = output_dir / f"{name}.pt"
+        start = time.perf_counter()
+        if args.context == "stairs":
+            embeddings = contextual_embeddings(encoder, states, split.ids, args.workers, f"stairs {name}")
+            timings["lookup_s"] += time.perf_counter() - start
+            start = time.perf_counter()
+            save_embedding_split(path, k=args.k, labels=split.labels, sources=split.sources, kmer_ids=split.ids,
+                                 embeddings=embeddings)
+        elif args.dense:
+            embeddings = table_cpu[split.ids]
+            timings["lookup_s"] += time.perf_counter() - start
+            start = time.perf_counter()
+            save_embedding_split(path, k=args.k, labels=split.labels, sources=split.sources, kmer_ids=split.ids,
+                                 embeddings=embeddings)
+        else:
+            save_embedding_split(path, k=args.k, labels=split.labels, sources=split.sources, kmer_ids=split.ids,
+                                 table=table_cpu)
+        timings["write_s"] += time.perf_counter() - start
+
+    try:
+        lambeq_version = metadata.version("lambeq")
+    except metadata.PackageNotFoundError:
+        lambeq_version = None
+    windows = {name: int(s.ids.shape[0]) for name, s in splits.items()}
+    distinct_kmers = {name: int(torch.unique(s.ids).numel()) for name, s in splits.items()}
+    info = {
+        "stage": "lambeq_encoder",
+        "lambeq_version": lambeq_version,
+        "ansatz": args.ansatz,
+        "qubits": n_qubits,
+        "layers": args.layers,
+        "readout": args.readout,
+        "readout_layout": "probabilities |a_i|^2, i = basis index, qubit 0 most significant"
+        if args.readout == "probabilities"
+        else "[Re a_0 .. Re a_{2^n-1}, Im a_0 .. Im a_{2^n-1}], qubit 0 most significant",
+        "context": args.context,
+        "format": "dense" if args.context == "stairs" or args.dense else "compact",
+        "k": args.k,
+        "embedding_dim": args.embedding_dim,
+        "max_kmers": args.max_kmers,
+        "window_length": int(next(iter(splits.values())).ids.shape[1]),
+        "seed": args.seed,
+        "device": str(device),
+        "precision": str(dtype).replace("torch.", ""),
+        "encoding": {
+            "bases": "tetrahedral Bloch states A=(1,1,1) C=(1,-1,-1) G=(-1,1,-1) T=(-1,-1,1)/sqrt(3), Ry then Rz",
+            "base_to_qubit": "base j on qubit j mod n",
+            "bases_per_qubit": math.ceil(args.k / n_qubits),
+            "angles_turns": {base: [float(v) for v in row] for base, row in zip(BASES, base_angles())},
+        },
+        "shared_weights": {
+            "word": int(encoder.word_weights.numel()),
+            "stair": int(encoder.stair_weights.numel()) if encoder.stair_weights is not None else 0,
+            "distribution": "uniform in [0, 1) turns from torch.Generator seeded by --seed",
+        },
+        "windows": windows,
+        "distinct_kmers": distinct_kmers,
+        "table_rows": int(table.shape[0]),
+        "distinct_embeddings": distinct,
+        "distinct_tolerance": DISTINCT_TOLERANCE,
+        "timings": {key: round(value, 4) for key, value in timings.items()},
+        "data_dir": str(args.data_dir),
+    }
+    atomic_write_json(output_dir / "metadata.json", info)
+    record.finish({**{key: info[key] for key in ("windows", "distinct_kmers", "distinct_embeddings", "qubits")},
+                   **timings})
+    LOG.info("wrote %s: %s windows, %d distinct embeddings of %d k-mers", output_dir, windows, distinct, table.shape[0])
+    return 0
