@@ -48,14 +48,22 @@ HUMAN_CODON_USAGE: dict[str, float] = {
 STOP_CODONS = ("TAA", "TAG", "TGA")
 KOZAK = "GCCACC"
 POLYA_SIGNAL = "AATAAA"
-BASES = np.array(list("ACGT"))
+BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
+_C, _G, _A, _T = (ord(base) for base in "CGAT")
 
-_SENSE = [c for c in HUMAN_CODON_USAGE if c not in STOP_CODONS]
-_SENSE_P = np.array([HUMAN_CODON_USAGE[c] for c in _SENSE]) / sum(HUMAN_CODON_USAGE[c] for c in _SENSE)
+
+
+def _codon_table(codons: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Codons as a (n, 3) byte array and their usage as probabilities."""
+    weights = np.array([HUMAN_CODON_USAGE[c] for c in codons])
+    return np.frombuffer("".join(codons).encode("ascii"), dtype=np.uint8).reshape(-1, 3), weights / weights.sum()
+
+
+_SENSE, _SENSE_P = _codon_table([c for c in HUMAN_CODON_USAGE if c not in STOP_CODONS])
 # The codon after ATG starts with G in a strong Kozak context (gccaccATGG).
-_SECOND = [c for c in _SENSE if c.startswith("G")]
-_SECOND_P = np.array([HUMAN_CODON_USAGE[c] for c in _SECOND]) / sum(HUMAN_CODON_USAGE[c] for c in _SECOND)
-_STOP_P = np.array([HUMAN_CODON_USAGE[c] for c in STOP_CODONS]) / sum(HUMAN_CODON_USAGE[c] for c in STOP_CODONS)
+_SECOND, _SECOND_P = _codon_table([c for c in HUMAN_CODON_USAGE if c.startswith("G")])
+_STOP, _STOP_P = _codon_table(list(STOP_CODONS))
+_ATG = np.frombuffer(b"ATG", dtype=np.uint8).reshape(1, 3)
 # Isoforms per gene: most genes one, some two or three.
 _ISOFORM_P = (0.6, 0.25, 0.15)
 
@@ -84,19 +92,19 @@ class _Gene:
 
 
 def _lognormal_int(rng: np.random.Generator, median: float, sigma: float, low: int, high: int) -> int:
-    return int(np.clip(round(median * np.exp(sigma * rng.standard_normal())), low, high))
+    return min(high, max(low, round(median * float(np.exp(sigma * rng.standard_normal())))))
 
 
 def _random_bases(rng: np.random.Generator, length: int, gc: float) -> str:
     """i.i.d. bases at a GC content, then CpG depleted as in human sequence (most CG -> TG or CA)."""
     p = np.array([(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2])
     seq = BASES[rng.choice(4, size=length, p=p)]
-    cpg = np.flatnonzero((seq[:-1] == "C") & (seq[1:] == "G"))
+    cpg = np.flatnonzero((seq[:-1] == _C) & (seq[1:] == _G))
     cpg = cpg[rng.random(cpg.size) < 0.75]
     to_tg = rng.random(cpg.size) < 0.5
-    seq[cpg[to_tg]] = "T"
-    seq[cpg[~to_tg] + 1] = "A"
-    return "".join(seq)
+    seq[cpg[to_tg]] = _T
+    seq[cpg[~to_tg] + 1] = _A
+    return seq.tobytes().decode("ascii")
 
 
 def _without_atg(seq: str) -> str:
@@ -114,16 +122,19 @@ def _utr5(rng: np.random.Generator) -> str:
 
 def _coding_exons(rng: np.random.Generator) -> list[str]:
     n_codons = _lognormal_int(rng, 430, 0.6, 80, 3500)
-    codons = ["ATG", str(rng.choice(_SECOND, p=_SECOND_P))]
-    codons += list(rng.choice(_SENSE, size=n_codons - 2, p=_SENSE_P))
-    codons.append(str(rng.choice(STOP_CODONS, p=_STOP_P)))
+    codons = np.concatenate([
+        _ATG,
+        _SECOND[rng.choice(len(_SECOND), size=1, p=_SECOND_P)],
+        _SENSE[rng.choice(len(_SENSE), size=n_codons - 2, p=_SENSE_P)],
+        _STOP[rng.choice(len(_STOP), size=1, p=_STOP_P)],
+    ])
     exons: list[str] = []
     start = 0
     while start < len(codons):
         size = _lognormal_int(rng, 45, 0.45, 15, 200)
         if len(codons) - start - size < 15:
             size = len(codons) - start
-        exons.append("".join(codons[start:start + size]))
+        exons.append(codons[start:start + size].tobytes().decode("ascii"))
         start += size
     return exons
 
