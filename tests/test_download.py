@@ -262,6 +262,8 @@ def test_no_network_is_one_line(tmp_path: Path, capsys) -> None:
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"cannot reach {url}" in err and "pass --source synthetic to work offline" in err
     assert not (tmp_path / "rna.fasta").exists()
+    assert json.loads((tmp_path / "args.json").read_text())["status"] == "failed"
+    assert metrics_of(tmp_path / "rna.fasta")["requests_per_second_limit"] == 3.0  # NCBI's limit without a key
 
 
 @pytest.mark.parametrize("problem", ["absent", "header", "prefix"])
