@@ -301,7 +301,7 @@ class EntrezClient:
         except (OSError, http.client.HTTPException):
             body = ""
         if "api key" in body.lower() or "api_key" in body.lower():
-            raise UserError(f"--api_key: NCBI rejected it ({status}: {body.strip()[:120]}); check the key or leave it out")
+            raise UserError(f"--api_key: NCBI rejected it ({status}); check the key or leave it out")
         LOG.debug("NCBI rejected the ids (%s: %s)", status, body.strip()[:200])
         return []
 

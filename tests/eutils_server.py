@@ -22,8 +22,9 @@ WIDTH = 70
 class Fault:
     """What to do to one request instead of answering it normally."""
 
-    kind: str  # "429", "500", "drop", "slow" (answer 503 after `seconds`), "omit"
+    kind: str  # "429", "500", "400" (with `body`), "drop", "slow" (answer 503 after `seconds`), "omit"
     retry_after: str | None = None  # for 429
+    body: str = ""  # for 400
     seconds: float = 0.0  # for slow
     omit: frozenset[str] = frozenset()  # for omit: ids left out of an otherwise normal answer
 
@@ -114,6 +115,8 @@ class FakeEutils:
         if fault is not None and fault.kind == "429":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return self._send(handler, entry, 429, '{"error":"API rate limit exceeded"}\n', headers)
+        if fault is not None and fault.kind == "400":
+            return self._send(handler, entry, 400, fault.body)
         if fault is not None and fault.kind == "500":
             return self._send(handler, entry, 500, "Internal Server Error\n")
         omit = fault.omit if fault is not None and fault.kind == "omit" else frozenset()

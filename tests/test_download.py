@@ -12,9 +12,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from Bio import Entrez
 
 import download_rna_sequences
 from quixer_rna.fasta import iter_fasta, parse_header
@@ -85,6 +87,7 @@ def test_writes_ncbi_fasta_in_70_columns(tmp_path: Path, capsys) -> None:
     args = json.loads((output.parent / "args.json").read_text())
     assert args["status"] == "completed" and args["args"]["api_key"] == "<given>"
     assert "secret-key" not in (output.parent / "args.json").read_text()
+    assert Entrez.urlopen is urllib.request.urlopen and Entrez.max_tries == 3  # Bio.Entrez restored
 
 
 def test_long_id_list_is_posted(tmp_path: Path) -> None:
@@ -248,6 +251,17 @@ def test_missing_ids_are_listed_and_not_asked_again(tmp_path: Path) -> None:
         assert len(server.log) == before
     metrics = metrics_of(output)
     assert (metrics["already_present"], metrics["already_missing"], metrics["requests"]) == (19, 4, 0)
+
+
+def test_rejected_api_key_is_one_line(tmp_path: Path, capsys) -> None:
+    records = fake_records(3)
+    csv = write_csv(tmp_path / "summary.csv", records)
+    with FakeEutils(records) as server:
+        server.faults = [Fault("400", body='{"error":"API key invalid","api-key":"secret-key"}')]
+        assert download_rna_sequences.main(common(server, csv, tmp_path / "rna.fasta")) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "--api_key: NCBI rejected it" in lines[0] and "secret-key" not in lines[0]
+    assert len(server.log) == 1  # a bad key is not retried
 
 
 def test_no_network_is_one_line(tmp_path: Path, capsys) -> None:
