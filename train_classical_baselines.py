@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--ngram_counting",
         choices=COUNTING_MODES,
-        default="transcript",
-        help="transcript: count every position of the train transcripts once (overlapping windows are "
-        "de-duplicated); targets: count only each train window's target n-gram",
+        default="targets",
+        help="targets: count each train window's target n-gram (the neural models' training examples); "
+        "transcript: count every position of the train transcripts once (overlapping windows de-duplicated)",
     )
     return parser
 

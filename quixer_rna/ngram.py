@@ -1,14 +1,15 @@
 """Count-based n-gram model with interpolated Kneser-Ney smoothing: the floor every neural model must
 beat on the same windows.
 
-It scores the target (last token) of each window given the preceding `order - 1` tokens. Counts come
-from the train windows, counting each position of the underlying transcripts once: consecutive
-windows that overlap (the same stretch of transcript shifted by the data's window step, which is
-inferred from the windows themselves) contribute only their new positions, so windows made with
-`--window_step 1` do not count a position 32 times. Only n-grams with a full `order - 1` history
-inside their window are counted (the first `order - 1` positions of a transcript are skipped).
-`counting="targets"` counts only each window's target n-gram instead, exactly the supervision the
-neural models get.
+It scores the target (last token) of each window given the preceding `order - 1` tokens. By default
+(`counting="targets"`) it counts, in the train split, the n-gram ending at each window's target:
+exactly the examples the neural models are trained on, one per window, so with `--window_step 1`
+every position of a transcript after its first window is counted once, and the counts do not depend
+on the order of the windows in the file. `counting="transcript"` counts every position of the
+underlying transcripts once instead (also the first window's positions): consecutive windows that
+overlap (the same stretch of transcript shifted by the data's window step, inferred from the windows
+themselves) contribute only their new positions, so overlapping windows never count a position
+twice; only n-grams with a full `order - 1` history inside their window are counted.
 
 Smoothing (Chen & Goodman's interpolated Kneser-Ney, one absolute discount per order):
 
@@ -115,7 +116,7 @@ def new_positions(sequences: np.ndarray, step: int) -> np.ndarray:
     return fresh
 
 
-def count_ngrams(sequences: np.ndarray, order: int, vocab_size: int, counting: str = "transcript") -> tuple[np.ndarray, np.ndarray, dict]:
+def count_ngrams(sequences: np.ndarray, order: int, vocab_size: int, counting: str = "targets") -> tuple[np.ndarray, np.ndarray, dict]:
     """Unique top-order n-gram keys and their raw counts from train windows [N, L], and a summary of
     what was counted."""
     if counting not in COUNTING_MODES:
@@ -159,7 +160,7 @@ class KneserNeyModel:
             raise ValueError(f"need one discount per order ({order}), got {self.discounts.tolist()}")
 
     @classmethod
-    def fit(cls, sequences: np.ndarray, order: int, vocab_size: int, counting: str = "transcript") -> tuple["KneserNeyModel", dict]:
+    def fit(cls, sequences: np.ndarray, order: int, vocab_size: int, counting: str = "targets") -> tuple["KneserNeyModel", dict]:
         keys, counts, summary = count_ngrams(sequences, order, vocab_size, counting)
         if keys.size == 0:
             raise ValueError(f"no {order}-gram fits in the train windows; lower the order")

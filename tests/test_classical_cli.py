@@ -134,3 +134,25 @@ def test_run_classical_prep_usage_line_on_bad_arguments(tmp_path):
         assert result.returncode == 2
         assert "usage: run_classical_prep.sh FASTA OUT_DIR" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_run_classical_prep_end_to_end(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    records = []
+    for i in range(12):
+        bases = "".join("ACGT"[int(b)] for b in torch.randint(0, 4, (240,), generator=generator))
+        records.append(f">NM_{1000 + i}.1 Homo sapiens test gene (GENE{i}), mRNA\n{bases}\n")
+    fasta = tmp_path / "tiny.fa"
+    fasta.write_text("".join(records))
+    out = tmp_path / "prep"
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(ROOT / "run_classical_prep.sh"), str(fasta), str(out), "--k", "3", "--window_size", "8"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = load_token_dataset(out / "tokens")
+    assert data["train"].vocab_size == 64 and data["train"].sequences.shape[1] == 8
+    assert json.loads((out / "sentences" / "metadata.json").read_text())["k"] == 3
+    first = (out / "sentences" / "train" / "sentences.txt").read_text().split("\n")[0].split()
+    assert data["train"].sequences[0].tolist() == [kmer_to_id(kmer) for kmer in first]

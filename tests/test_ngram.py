@@ -52,7 +52,7 @@ def test_each_transcript_position_is_counted_once(step):
     first, second = _stream(8 + 3 * 24, 1), _stream(8 + 3 * 24, 2)
     windows = np.concatenate([_windows(first, 8, step), _windows(second, 8, step)])
     assert infer_window_step(windows) == step
-    keys, counts, summary = count_ngrams(windows, 3, VOCAB)
+    keys, counts, summary = count_ngrams(windows, 3, VOCAB, counting="transcript")
     expected = _stream_ngrams(first, 3)
     for key, count in _stream_ngrams(second, 3).items():
         expected[key] = expected.get(key, 0) + count
@@ -76,7 +76,7 @@ def test_targets_counting_counts_one_ngram_per_window():
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_distributions_sum_to_one_and_unseen_tokens_are_finite(order):
     train = _windows(_stream(600, 4), 6, 1)
-    model, _ = KneserNeyModel.fit(train, order, VOCAB)
+    model, _ = KneserNeyModel.fit(train, order, VOCAB, counting="transcript")
     seen_context = train[:3, :-1]
     unseen_context = np.array([[9, 8, 9, 8, 9], [8, 8, 8, 8, 8], [0, 1, 9, 3, 8]])
     for contexts in (seen_context, unseen_context):
@@ -95,12 +95,12 @@ def test_distributions_sum_to_one_and_unseen_tokens_are_finite(order):
 def test_unigram_and_bigram_match_the_formula_by_hand():
     # tokens: 0 0 1 0 2 (V = 10); bigrams 00, 01, 10, 02
     windows = np.array([[0, 0, 1, 0, 2]])
-    unigram, _ = KneserNeyModel.fit(windows, 1, VOCAB)
+    unigram, _ = KneserNeyModel.fit(windows, 1, VOCAB, counting="transcript")
     unigram.discounts = np.array([0.5])
     # c(0)=3, c(1)=1, c(2)=1; N=5; T=3: P(w) = (max(c-D,0) + D*3/10) / 5
     expected = np.array([(3 - 0.5 + 0.15) / 5, (1 - 0.5 + 0.15) / 5, (1 - 0.5 + 0.15) / 5] + [0.15 / 5] * 7)
     np.testing.assert_allclose(unigram.distribution(np.zeros((1, 0), dtype=np.int64))[0], expected, atol=1e-12)
-    bigram, _ = KneserNeyModel.fit(windows, 2, VOCAB)
+    bigram, _ = KneserNeyModel.fit(windows, 2, VOCAB, counting="transcript")
     bigram.discounts = np.array([0.5, 0.75])
     # continuation counts: 0 is preceded by {0, 1}, 1 by {0}, 2 by {0}: total 4, types 3
     lower = np.array([(2 - 0.5 + 0.5 * 3 / 10) / 4, (1 - 0.5 + 0.15) / 4, (1 - 0.5 + 0.15) / 4] + [0.15 / 4] * 7)
