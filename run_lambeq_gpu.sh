@@ -69,4 +69,4 @@ echo "$(date -u +%FT%TZ) run_lambeq_gpu.sh: device $DEVICE, $WORKERS worker(s) x
     --embedding_dim "$EMBEDDING_DIM" \
     --workers "$WORKERS" \
     --device "$DEVICE_FLAG" \
-    "$@" 2>&1 | tee -a "$LOG"
+    "$@" 2>&1 | tee -a "$LOG" >&2

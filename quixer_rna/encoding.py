@@ -275,6 +275,11 @@ def read_circuit(diagram: Any, param_of: Callable[[str], int]) -> Circuit:
 
 # ---- the batched encoder ---------------------------------------------------------------------------------
 
+def require_positive(flag: str, value: int) -> None:
+    if value < 1:
+        raise UserError(f"{flag} {value}: must be at least 1")
+
+
 def shared_weights(count: int, seed: int, stream: int) -> torch.Tensor:
     """float64 [count] phases uniform in [0, 1) turns; `stream` separates the word and STAIR weights."""
     generator = torch.Generator().manual_seed(int(seed) * 1000003 + stream)
@@ -298,10 +303,8 @@ class KmerEncoder:
 
     @classmethod
     def build(cls, k: int, n_qubits: int, ansatz: str, layers: int, readout: str, seed: int, stairs: bool = False) -> "KmerEncoder":
-        if k < 1:
-            raise UserError(f"--k {k}: must be at least 1")
-        if layers < 1:
-            raise UserError(f"--layers {layers}: must be at least 1")
+        require_positive("--k", k)
+        require_positive("--layers", layers)
         encoding_count = 2 * k
 
         def word_param(name: str) -> int:
@@ -490,23 +493,21 @@ def run_encode(args: Any) -> int:
     from .formats import SPLITS
     from .formats.embeddings import save_embedding_split
 
-    if args.max_kmers < 1:
-        raise UserError(f"--max_kmers {args.max_kmers}: must be at least 1")
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers}: must be at least 1")
+    for flag in ("k", "max_kmers", "layers", "workers"):
+        require_positive(f"--{flag}", getattr(args, flag))
     n_qubits = qubits_for(args.embedding_dim, args.readout)
     device = resolve_device(args.device)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
+    existing = Path(args.output_dir)
+    only_log = existing.is_dir() and {entry.name for entry in existing.iterdir()} == {LAUNCHER_LOG}
+    output_dir = prepare_output_dir(args.output_dir, args.overwrite or only_log)
+    record = RunRecord(output_dir, "lambeq_encoder", vars(args))
     timings: dict[str, float] = {}
     start = time.perf_counter()
     encoder = KmerEncoder.build(
         args.k, n_qubits, args.ansatz, args.layers, args.readout, args.seed, stairs=args.context == "stairs"
     )
     timings["circuit_s"] = time.perf_counter() - start
-    existing = Path(args.output_dir)
-    only_log = existing.is_dir() and {entry.name for entry in existing.iterdir()} == {LAUNCHER_LOG}
-    output_dir = prepare_output_dir(args.output_dir, args.overwrite or only_log)
-    record = RunRecord(output_dir, "lambeq_encoder", vars(args))
 
     start = time.perf_counter()
     splits = load_all_ids(args.data_dir, SPLITS, args.k, args.max_kmers, args.workers)
