@@ -123,8 +123,8 @@ def count_ngrams(sequences: np.ndarray, order: int, vocab_size: int, counting: s
         raise ValueError(f"counting must be one of {COUNTING_MODES}, got {counting!r}")
     sequences = np.asarray(sequences, dtype=np.int64)
     length = sequences.shape[1]
+    step = None
     if counting == "targets":
-        step = 1
         fresh = np.ones(sequences.shape[0], dtype=np.int64)
     else:
         step = infer_window_step(sequences)
@@ -136,7 +136,7 @@ def count_ngrams(sequences: np.ndarray, order: int, vocab_size: int, counting: s
             pieces.append(_ngram_keys(sequences[rows, position - order + 1 : position + 1], vocab_size))
     all_keys = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
     keys, counts = np.unique(all_keys, return_counts=True)
-    summary = {"counting": counting, "window_step_inferred": int(step), "ngrams_counted": int(all_keys.size)}
+    summary = {"counting": counting, "window_step_inferred": step, "ngrams_counted": int(all_keys.size)}
     return keys, counts.astype(np.int64), summary
 
 
