@@ -457,14 +457,16 @@ def _study_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
 
-def _open_study(args: argparse.Namespace, choice: StorageChoice) -> optuna.Study:
+def _open_study(args: argparse.Namespace, choice: StorageChoice, output_dir: Path) -> optuna.Study:
+    """Create or load the study (under the claim lock); --overwrite deletes it and its trial folders first."""
     warmup = max(1, args.epochs_per_trial // 10)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=warmup)
     with claim_lock(choice.lock_path):
         if args.overwrite:
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=args.study_name, storage=choice.storage)
-                LOG.info("--overwrite: deleted study %s from %s", args.study_name, choice.shown)
+                shutil.rmtree(output_dir / TRIALS_DIR, ignore_errors=True)
+                LOG.info("--overwrite: deleted study %s from %s and its trial folders", args.study_name, choice.shown)
         study = optuna.create_study(
             storage=choice.storage,
             study_name=args.study_name,
@@ -625,7 +627,7 @@ def run_tuning(args: argparse.Namespace, spec: TrainerSpec) -> dict[str, Any]:
     _prepare_output(output_dir, args.study_name, args.overwrite)
     choice = open_storage(args.storage, output_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _open_study(args, choice)
+    study = _open_study(args, choice, output_dir)
     record = RunRecord(output_dir, STAGE, {**vars(args), "storage": choice.shown})
     tuner = Tuner(args, spec, study, choice.lock_path, space, fixed, data, output_dir)
     tuner.run()

@@ -103,7 +103,7 @@ def test_study_writes_every_output_continues_on_rerun_and_best_params_train(data
 
 def test_two_processes_share_one_study(data_dir, tmp_path):
     journal = tmp_path / "shared" / "study.journal"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = []
     for name in ("machine_a", "machine_b"):
         argv = tune_argv(data_dir, tmp_path / name, space=TINY_LSTM)
@@ -165,6 +165,24 @@ def test_failed_trials_are_recorded_pruning_works_and_dead_trials_are_failed(dat
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["trials_by_state"] == {"RUNNING": 0, "COMPLETE": 5, "PRUNED": 2, "FAIL": 2, "WAITING": 0}
     assert metrics["best_trial"] == 3 and metrics["best_value"] == 0.9
+
+
+def test_overwrite_deletes_the_study_and_its_trial_folders(data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "tune"
+    monkeypatch.setattr(tuning, "train_model", fake_trainer({0: 1.0, 1: 2.0}, crash=-1))
+    assert script.main([*tune_argv(data_dir, out), "--n_trials", "2"]) == 0
+    assert script.main([*tune_argv(data_dir, out), "--n_trials", "1", "--overwrite", "--epochs_per_trial", "3"]) == 0
+    assert len(stored_trials(out)) == 1 and sorted(p.name for p in (out / "trials").iterdir()) == ["0"]
+    assert json.loads((out / "metrics.json").read_text())["n_trials_finished"] == 1
+
+
+def test_importance_plot_is_skipped_with_a_reason_when_it_cannot_be_made(tmp_path):
+    study = optuna.create_study()
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
+    plots, importances = tuning.write_plots(study, tmp_path, seed=0)
+    assert plots["optimization_history"] == "optimization_history.png" and importances is None
+    assert plots["param_importances"].startswith("skipped: needs at least 2 complete trials")
+    assert (tmp_path / "optimization_history.png").is_file() and not (tmp_path / "param_importances.png").exists()
 
 
 def test_search_space_ranges_choices_and_fixed_values():
