@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--n_trials", type=int, default=30, help="finished trials the study should hold in total")
     group.add_argument("--epochs_per_trial", type=int, default=50, help="maximum epochs of each trial")
     group.add_argument(
-        "--timeout", type=float, default=None, help="start no new trial after this many seconds (a running one finishes)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="start no new trial after this many seconds (a running one finishes)",
     )
     group.add_argument(
         "--search_space",

@@ -37,7 +37,15 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .formats.tokens import TokenSplit, load_token_dataset
-from .runio import ARGS_FILE, RunRecord, atomic_open, atomic_write_json, atomic_write_text, prepare_output_dir, read_json
+from .runio import (
+    ARGS_FILE,
+    RunRecord,
+    atomic_open,
+    atomic_write_json,
+    atomic_write_text,
+    prepare_output_dir,
+    read_json,
+)
 from .training import config_from_args, prepare_task, train_model
 
 LOG = logging.getLogger("quixer_rna.tuning")
@@ -265,10 +273,8 @@ def open_storage(spec: str | None, output_dir: Path) -> StorageChoice:
     shown = _hide_password(spec)
     try:
         storage = optuna.storages.RDBStorage(spec, engine_kwargs=engine_kwargs)
-    except (ImportError, ValueError) as exc:
-        raise UserError(f"--storage {shown}: cannot open it ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
-    except Exception as exc:  # SQLAlchemy's connection errors have no common base worth importing
-        raise UserError(f"--storage {shown}: cannot connect ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    except Exception as exc:  # a missing driver, a bad URL or a refused connection: all the user's to fix
+        raise UserError(f"--storage {shown}: cannot open it ({_one_line(exc)[:300]})") from exc
     return StorageChoice(storage, lock_path, shown)
 
 
@@ -534,7 +540,8 @@ def write_plots(study: optuna.Study, output_dir: Path, seed: int) -> tuple[dict[
             status["optimization_history"] = HISTORY_PLOT
         else:
             status["optimization_history"] = "skipped: no complete trial"
-        varying = {name for name in {k for t in complete for k in t.params} if len({repr(t.params.get(name)) for t in complete}) > 1}
+        names = {name for trial in complete for name in trial.params}
+        varying = [name for name in names if len({repr(t.params.get(name)) for t in complete}) > 1]
         if len(complete) < 2 or not varying:
             status["param_importances"] = "skipped: needs at least 2 complete trials whose parameters differ"
         else:
@@ -583,7 +590,8 @@ def summarize_study(
     best = min(complete, key=lambda t: t.value) if complete else None
     if best is not None:
         atomic_write_json(tuner.output_dir / BEST_PARAMS_FILE, best.user_attrs["flags"])
-        LOG.info("best trial %d: val loss %.4f; flags in %s", best.number, best.value, tuner.output_dir / BEST_PARAMS_FILE)
+        where = tuner.output_dir / BEST_PARAMS_FILE
+        LOG.info("best trial %d: val loss %.4f; its flags are in %s", best.number, best.value, where)
     plots, importances = write_plots(study, tuner.output_dir, args.seed)
     by_state = {state.name: sum(t.state == state for t in trials) for state in TrialState}
     return {

@@ -31,7 +31,8 @@ def data_dir(tmp_path_factory) -> Path:
     g = torch.Generator().manual_seed(0)
     for name, n in (("train", 32), ("val", 16), ("test", 16)):
         start = torch.randint(0, 5, (n, 1), generator=g)
-        save_token_split(folder / f"{name}.pt", (start + torch.arange(4)) % 5, 5, sources=[f"{name}{i}" for i in range(n)])
+        sources = [f"{name}{i}" for i in range(n)]
+        save_token_split(folder / f"{name}.pt", (start + torch.arange(4)) % 5, 5, sources=sources)
     return folder
 
 
@@ -131,7 +132,8 @@ def fake_trainer(losses: dict[int, float], crash: int):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         for epoch in range(1, config.epochs + 1):
             epoch_callback(epoch, {"val_loss": losses[number]})
-        return {"best_val_loss": losses[number], "best_epoch": config.epochs, "epochs_run": config.epochs, "parameters": 7}
+        epochs = config.epochs
+        return {"best_val_loss": losses[number], "best_epoch": epochs, "epochs_run": epochs, "parameters": 7}
 
     return train
 
@@ -219,7 +221,11 @@ def test_bad_search_space_is_one_stderr_line(data_dir, tmp_path, capsys, space, 
 
 def test_bad_flags_are_one_stderr_line(data_dir, tmp_path, capsys):
     out = tmp_path / "tune"
-    assert script.main([*tune_argv(data_dir, out, space=TINY_LSTM), "--model", "lstm", "--init_strategy", "official"]) == 2
+    lstm = [*tune_argv(data_dir, out, space=TINY_LSTM), "--model", "lstm"]
+    assert script.main([*lstm, "--init_strategy", "official"]) == 2
     assert "--init_strategy: train_classical_baselines.py has no such flag" in one_error_line(capsys)
     assert script.main([*tune_argv(data_dir, out), "--storage", str(tmp_path / "study.txt")]) == 2
     assert "ending in .log or .journal" in one_error_line(capsys)
+    assert script.main([*tune_argv(data_dir, out), "--storage", "postgresql://me:secret@127.0.0.1:1/optuna"]) == 2
+    line = one_error_line(capsys)
+    assert "--storage postgresql://me:***@127.0.0.1:1/optuna: cannot open it" in line and "secret" not in line
