@@ -377,6 +377,12 @@ def run_quantize(args: argparse.Namespace) -> int:
     }
     atomic_write_json(out / "metadata.json", metadata)
     record.finish(metrics)
+    if metrics["empty_clusters"]:
+        LOG.warning(
+            "%d of %d tokens have no train position (near-duplicate train vectors?); consider a lower --n_clusters",
+            metrics["empty_clusters"],
+            args.n_clusters,
+        )
     LOG.info(
         "%d tokens (%d empty), train entropy %.3f bits (perplexity %.1f), inertia %.4g; wrote %s",
         args.n_clusters,
