@@ -343,7 +343,8 @@ class Tuner:
 
     def claim(self) -> optuna.Trial | None:
         """Count the budget and ask for the next trial as one step under the lock. The sampler is
-        reseeded from (--seed, trial index): a rerun or a second process never repeats a draw."""
+        reseeded from (--seed, trial index), so a rerun or a second process does not replay the
+        draws of the first while a single process stays reproducible."""
         with claim_lock(self.lock_path):
             trials = self.study.get_trials(deepcopy=False)
             _fail_dead_trials(self.study, trials)
@@ -437,6 +438,7 @@ class Tuner:
                 bar.refresh()
 
     def _run_and_tell(self, trial: optuna.Trial) -> None:
+        failed = False
         try:
             value = self.run_trial(trial)
         except optuna.TrialPruned as exc:
@@ -450,10 +452,13 @@ class Tuner:
             trial.set_user_attr("error", _one_line(exc))
             self.study.tell(trial, state=TrialState.FAIL)
             LOG.warning("trial %d failed: %s", trial.number, _one_line(exc))
-            _free_accelerator_memory()
+            failed = True
         else:
             self.study.tell(trial, value)
             LOG.info("trial %d: best val loss %.4f with %s", trial.number, value, trial.params)
+        if failed:
+            # Only now is the exception (and the traceback holding the trial's tensors) released.
+            _free_accelerator_memory()
 
 
 def _study_settings(args: argparse.Namespace) -> dict[str, Any]:
