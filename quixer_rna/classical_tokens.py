@@ -29,11 +29,11 @@ METADATA_FILE = "metadata.json"
 ID_RULE = "id = k-mer read as a base-4 number, A=0 C=1 G=2 T=3, first base most significant (quixer_rna.kmers)"
 
 
-def split_to_ids(split: SentenceSplit, name: str, ids: dict[str, int]) -> torch.Tensor:
-    """Token ids [N, L] of one split's windows; `ids` caches every k-mer converted so far (and so
-    ends up holding the k-mers seen)."""
+def split_to_ids(split: SentenceSplit, path: Path, ids: dict[str, int]) -> torch.Tensor:
+    """Token ids [N, L] of one split's windows (read from `path`); `ids` caches every k-mer
+    converted so far (and so ends up holding the k-mers seen)."""
     rows = []
-    for window in tqdm(split.kmers, desc=f"{name} windows", unit="win", leave=False):
+    for window in tqdm(split.kmers, desc=f"{path.parent.name} windows", unit="win", leave=False):
         row = []
         for kmer in window:
             value = ids.get(kmer)
@@ -43,7 +43,7 @@ def split_to_ids(split: SentenceSplit, name: str, ids: dict[str, int]) -> torch.
         rows.append(row)
     widths = {len(row) for row in rows}
     if len(widths) > 1:
-        raise UserError(f"{name}/sentences.txt: windows of different lengths {sorted(widths)}; rerun prepare_autoregressive_data.py")
+        raise UserError(f"{path}: windows of different lengths {sorted(widths)}; rerun prepare_autoregressive_data.py")
     return torch.tensor(rows, dtype=torch.int64).reshape(len(rows), widths.pop() if widths else 0)
 
 
@@ -72,7 +72,7 @@ def run_prepare_classical(args: argparse.Namespace) -> int:
         split = dataset[name]
         if len(split) == 0:
             raise UserError(f"{data_dir / name / 'sentences.txt'}: no windows; rerun prepare_autoregressive_data.py")
-        sequences = split_to_ids(split, name, ids)
+        sequences = split_to_ids(split, data_dir / name / "sentences.txt", ids)
         if window_length is not None and sequences.shape[1] != window_length:
             raise UserError(f"--data_dir {data_dir}: split {name} has windows of {sequences.shape[1]} k-mers, others {window_length}")
         window_length = int(sequences.shape[1])
