@@ -442,14 +442,6 @@ class FastaAppender:
 # ---------------------------------------------------------------- the stage
 
 
-def run_args(args: argparse.Namespace) -> dict:
-    """The arguments as the run record stores them: the API key is a secret, so only its presence."""
-    record = dict(vars(args))
-    if record.get("api_key"):
-        record["api_key"] = "<given>"
-    return record
-
-
 def claim_output(fasta: Path, overwrite: bool, same_run: dict[str, object]) -> Path:
     """The FASTA's folder, which holds the run record and missing_ids.txt. Refuses a folder whose run
     record is another stage's, or this stage's with a different source or selection (appending to
@@ -567,7 +559,7 @@ def run_ncbi(args: argparse.Namespace) -> int:
     if base_url == NCBI_EUTILS and per_second > limit:
         LOG.warning("--requests_per_second %s is above NCBI's limit of %s/s; expect HTTP 429", per_second, limit)
 
-    record = RunRecord(folder, STAGE, run_args(args))
+    record = RunRecord(folder, STAGE, vars(args))
     client = EntrezClient(base_url, RateLimiter(per_second), args.max_retries, args.retry_base_delay,
                           args.retry_max_delay, args.seed)
     appender = FastaAppender(fasta)

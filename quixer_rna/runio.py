@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,10 @@ from .errors import UserError
 
 ARGS_FILE = "args.json"
 METRICS_FILE = "metrics.json"
+
+# Flags whose values are secrets: a run record keeps only that they were given.
+SECRET_FLAGS = ("api_key",)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 _TRACKED_PACKAGES = ("torch", "numpy", "biopython", "lambeq", "pennylane", "scikit-learn", "optuna")
 
@@ -149,16 +154,43 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def redact(value: Any) -> Any:
+    """Hide passwords inside URLs (e.g. an Optuna --storage postgresql://user:pw@host/db)."""
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\1***@", value)
+    return value
+
+
+def _redacted_args(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("<given>" if k in SECRET_FLAGS and v else redact(v)) for k, v in args.items()}
+
+
+def _redacted_command(argv: list[str]) -> list[str]:
+    shown: list[str] = []
+    hide_next = False
+    for item in argv:
+        flag = item.split("=", 1)[0].lstrip("-")
+        if hide_next:
+            shown.append("<given>")
+        elif item.startswith("--") and flag in SECRET_FLAGS and "=" in item:
+            shown.append(f"--{flag}=<given>")
+        else:
+            shown.append(redact(item))
+        hide_next = item.startswith("--") and flag in SECRET_FLAGS and "=" not in item
+    return shown
+
+
 class RunRecord:
     """Writes args.json when a stage starts and again, with its end time, when it finishes;
-    metrics.json holds what the stage counted or measured."""
+    metrics.json holds what the stage counted or measured. Secrets (API keys, URL passwords) are
+    recorded only as given."""
 
     def __init__(self, output_dir: str | os.PathLike, stage: str, args: dict[str, Any]):
         self.output_dir = Path(output_dir)
         self.record: dict[str, Any] = {
             "stage": stage,
-            "args": args,
-            "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "args": _redacted_args(args),
+            "command": _redacted_command([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "versions": _versions(),
             "git_commit": _git_commit(),
             "host": platform.node(),

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .fasta import format_record
-from .ncbi import STAGE, claim_output, run_args
+from .ncbi import STAGE, claim_output
 from .runio import RunRecord, atomic_open
 
 # Human codon usage, frequency per thousand codons (Kazusa codon usage database, Homo sapiens
@@ -201,7 +201,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
     folder = claim_output(fasta, args.overwrite, {"source": "synthetic", "output": args.output})
     if fasta.exists() and not args.overwrite:
         raise UserError(f"--output {fasta}: exists; pass --overwrite to replace it or choose another file")
-    record = RunRecord(folder, STAGE, run_args(args))
+    record = RunRecord(folder, STAGE, vars(args))
     lengths: list[int] = []
     isoforms_per_gene: dict[str, int] = {}
     with atomic_open(fasta) as handle:

@@ -106,3 +106,14 @@ def test_atomic_write_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_run_record_hides_secrets(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        "sys.argv", ["x.py", "--api_key", "SECRET1", "--storage=postgresql://u:SECRET2@h/db", "--api_key=SECRET3"]
+    )
+    runio.RunRecord(tmp_path, "demo", {"api_key": "SECRET1", "storage": "postgresql://u:SECRET2@h/db"})
+    text = (tmp_path / "args.json").read_text()
+    assert "SECRET" not in text
+    record = json.loads(text)
+    assert record["args"] == {"api_key": "<given>", "storage": "postgresql://u:***@h/db"}
