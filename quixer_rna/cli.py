@@ -11,6 +11,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .errors import UserError
+from .runio import close_open_records
 
 LOG = logging.getLogger("quixer_rna")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -119,9 +120,14 @@ def run_cli(
     except UserError as exc:
         if level == "debug":
             LOG.exception("user error")
+        close_open_records("failed", str(exc))
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        close_open_records("interrupted", "KeyboardInterrupt")
         print(f"{prog}: interrupted; rerun the same command to resume where supported", file=sys.stderr)
         return 130
+    except BaseException as exc:
+        close_open_records("failed", f"{type(exc).__name__}: {exc}")
+        raise
     return int(code or 0)

@@ -121,12 +121,22 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool, flag: str = "--
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    if path.is_dir() and any(path.iterdir()) and not overwrite and not _holds_failed_run(path):
         raise UserError(
             f"{flag} {path}: folder is not empty; pass --overwrite to replace its results or choose another folder"
         )
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _holds_failed_run(path: Path) -> bool:
+    """A folder whose last run stopped on an error holds no result worth protecting: rerunning the
+    corrected command may reuse it without --overwrite."""
+    try:
+        record = json.loads((path / ARGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("status") == "failed"
 
 
 def _git_commit() -> str | None:
@@ -199,12 +209,33 @@ class RunRecord:
             "status": "running",
         }
         atomic_write_json(self.output_dir / ARGS_FILE, self.record)
+        _OPEN_RECORDS.append(self)
 
     def finish(self, metrics: dict[str, Any], status: str = "completed") -> None:
         atomic_write_json(self.output_dir / METRICS_FILE, metrics)
+        self._close(status)
+
+    def _close(self, status: str, error: str | None = None) -> None:
         self.record["finished"] = _now()
         self.record["status"] = status
+        if error is not None:
+            self.record["error"] = error
         atomic_write_json(self.output_dir / ARGS_FILE, self.record)
+        if self in _OPEN_RECORDS:
+            _OPEN_RECORDS.remove(self)
+
+
+_OPEN_RECORDS: list[RunRecord] = []
+
+
+def close_open_records(status: str, error: str) -> None:
+    """Mark every run record still "running" as stopped (the CLI wrapper calls this when a stage
+    ends on an error or Ctrl-C), so args.json never claims a dead run is alive."""
+    for record in list(_OPEN_RECORDS):
+        try:
+            record._close(status, error)
+        except OSError:
+            _OPEN_RECORDS.remove(record)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20, update: Callable[[int], None] | None = None) -> str:

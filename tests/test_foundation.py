@@ -117,3 +117,19 @@ def test_run_record_hides_secrets(tmp_path, monkeypatch):
     assert "SECRET" not in text
     record = json.loads(text)
     assert record["args"] == {"api_key": "<given>", "storage": "postgresql://u:***@h/db"}
+
+
+def test_failed_stage_marks_record_and_frees_folder(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="demo")
+    cli.add_common_args(parser)
+
+    def body(args):
+        runio.prepare_output_dir(tmp_path, args.overwrite)
+        runio.RunRecord(tmp_path, "demo", vars(args))
+        raise UserError("input.fa: empty file")
+
+    assert cli.run_cli(parser, body, []) == 2
+    record = json.loads((tmp_path / "args.json").read_text())
+    assert record["status"] == "failed" and record["error"] == "input.fa: empty file"
+    # The corrected rerun may reuse a folder that holds only a failed run.
+    assert runio.prepare_output_dir(tmp_path, overwrite=False) == tmp_path
