@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .cli import HelpFormatter, add_common_args, resolve_device, seed_everything
@@ -364,7 +365,17 @@ class Trainer:
         progress["train_sums"] = progress["train_sums"].to(self.device)
         self.train_module.train()
         started = time.perf_counter()
-        for step in range(progress["next_step"], len(batches)):
+        bar = tqdm(
+            range(progress["next_step"], len(batches)),
+            total=len(batches),
+            initial=progress["next_step"],
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="step",
+            leave=False,
+            # None: shown on a terminal only, so logs and captured stderr stay clean.
+            disable=None if self.dist.is_main_process else True,
+        )
+        for step in bar:
             batch = batches[step]
             local = batch[self.dist.rank :: self.dist.world_size]
             scores = window_scores(self._forward(self.train_module, inputs[local]), targets[local].to(self.device))
@@ -376,10 +387,10 @@ class Trainer:
                 raise UserError(self._nan_message(epoch, step + 1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                if not bool(torch.isfinite(norm)):
-                    raise UserError(self._nan_message(epoch, step + 1))
+            # With --grad_clip 0 the norm is still computed (never clipped) to catch NaN gradients.
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            if not bool(torch.isfinite(norm)):
+                raise UserError(self._nan_message(epoch, step + 1))
             self.optimizer.step()
             self.scheduler.step()
             progress["train_sums"] += score_sums({k: v.detach() for k, v in scores.items()})
@@ -563,6 +574,22 @@ class ConfigFileParser(argparse.ArgumentParser):
             self.set_defaults(**self._config_values(known.config))
         return super().parse_known_args(args, namespace)
 
+    def _config_value(self, path: str, key: str, value: Any, action: argparse.Action) -> Any:
+        """A JSON value converted the way the flag would convert it, or a one-line error."""
+        bad = f"{self.prog}: error: --config {path}: {key}={value!r} is not a valid value"
+        if action.nargs == 0:  # store_true / store_false switches
+            if not isinstance(value, bool):
+                self.exit(2, f"{bad} (expected true or false)\n")
+            return value
+        if value is None or action.type is None:
+            return value
+        if isinstance(value, bool) or (action.type is int and isinstance(value, float) and not value.is_integer()):
+            self.exit(2, f"{bad} (expected {action.type.__name__})\n")
+        try:
+            return action.type(value)
+        except (TypeError, ValueError):
+            self.exit(2, f"{bad}\n")
+
     def _config_values(self, path: str) -> dict[str, Any]:
         try:
             values = read_json(path, "--config file")
@@ -581,11 +608,7 @@ class ConfigFileParser(argparse.ArgumentParser):
         checked: dict[str, Any] = {}
         for key, value in values.items():
             action = actions[key]
-            if isinstance(value, str) and action.type is not None:
-                try:
-                    value = action.type(value)
-                except (TypeError, ValueError):
-                    self.exit(2, f"{self.prog}: error: --config {path}: {key}={value!r} is not a valid value\n")
+            value = self._config_value(path, key, value, action)
             if action.choices is not None and value not in action.choices:
                 self.exit(
                     2, f"{self.prog}: error: --config {path}: {key}={value!r}; choose from {list(action.choices)}\n"
@@ -600,7 +623,7 @@ def make_training_parser(description: str) -> ConfigFileParser:
     return ConfigFileParser(description=description, formatter_class=HelpFormatter)
 
 
-def add_training_args(parser: argparse.ArgumentParser, default_output_dir: str) -> None:
+def add_training_args(parser: argparse.ArgumentParser, default_output_dir: str | None) -> None:
     """The flags every trainer script shares (data, optimisation, schedule, checkpoints, --config)."""
     defaults = TrainConfig()
     group = parser.add_argument_group("data and output")

@@ -91,6 +91,11 @@ def test_config_file_is_overridden_by_command_line(tmp_path, capsys):
         script.build_parser().parse_args(["--config", str(cfg), "--data_dir", "d"])
     assert exc.value.code == 2 and "unknown key(s) n_heads" in one_error_line(capsys)
 
+    cfg.write_text(json.dumps({"epochs": 2.5}))
+    with pytest.raises(SystemExit):
+        script.build_parser().parse_args(["--config", str(cfg), "--data_dir", "d"])
+    assert "epochs=2.5 is not a valid value" in one_error_line(capsys)
+
     cfg.write_text(json.dumps({"init_strategy": "zeros"}))
     with pytest.raises(SystemExit):
         script.build_parser().parse_args(["--config", str(cfg), "--data_dir", "d"])
