@@ -97,7 +97,14 @@ def _apply_single(state: torch.Tensor, gate: Gate, params: torch.Tensor, n_qubit
             sub, axis = view[:, :, 1], 3
         else:
             sub, axis = view[:, :, :, :, 1], 2
-    u00, u01, u10, u11 = (u.reshape(-1, *([1] * (sub.dim() - 2))) for u in _gate_entries(gate, params))
+    entries = _gate_entries(gate, params)
+    if entries[0].numel() == 1 and gate.kind != "rz":
+        # one matrix for the whole batch: a single matmul pass over the state
+        matrix = torch.stack(entries).reshape(2, 2)
+        moved = sub.movedim(axis, -2)
+        moved.copy_(torch.matmul(matrix, moved))
+        return
+    u00, u01, u10, u11 = (u.reshape(-1, *([1] * (sub.dim() - 2))) for u in entries)
     zero, one = sub.select(axis, 0), sub.select(axis, 1)
     if gate.kind == "rz":
         zero.mul_(u00)

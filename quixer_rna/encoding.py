@@ -335,8 +335,10 @@ class KmerEncoder:
         ).to(dtype)
         return simulate(self.word, params)
 
-    def all_states(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64, chunk: int = 4096) -> torch.Tensor:
+    def all_states(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Amplitudes [4^k, 2^n] of every k-mer, in chunks of at most 256 MB of state."""
         ids = torch.arange(4**self.k, device=device)
+        chunk = max(1, (1 << 28) // (2**self.n_qubits * torch.empty(0, dtype=complex_dtype(dtype)).element_size()))
         return torch.cat([self.states(part, dtype) for part in ids.split(chunk)])
 
     def table(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
