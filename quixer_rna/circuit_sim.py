@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-ROTATIONS = ("rx", "ry", "rz")
-
 
 @dataclass(frozen=True)
 class Gate:

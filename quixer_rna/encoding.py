@@ -49,6 +49,7 @@ CONTEXTS = ("none", "stairs")
 MAX_QUBITS = 14
 ENCODING_SYMBOL = "enc"
 DISTINCT_TOLERANCE = 1e-9
+FLOAT32_DISTINCT_TOLERANCE = 1e-6  # a float32 (CUDA) table cannot resolve 1e-9
 PARALLEL_READ_BYTES = 64 << 20
 LAUNCHER_LOG = "encode.log"  # run_lambeq_gpu.sh starts it in the output folder before this stage runs
 
@@ -513,7 +514,7 @@ def run_encode(args: Any) -> int:
 
     start = time.perf_counter()
     splits = load_all_ids(args.data_dir, SPLITS, args.k, args.max_kmers, args.workers)
-    timings["read_s"] = time.perf_counter() - start
+    timings["read_and_id_lookup_s"] = time.perf_counter() - start
     LOG.info("read %s windows", {name: int(s.ids.shape[0]) for name, s in splits.items()})
 
     start = time.perf_counter()
@@ -522,24 +523,25 @@ def run_encode(args: Any) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     timings["table_build_s"] = time.perf_counter() - start
-    distinct = count_distinct_rows(table)
+    tolerance = DISTINCT_TOLERANCE if dtype == torch.float64 else FLOAT32_DISTINCT_TOLERANCE
+    distinct = count_distinct_rows(table, tolerance)
     table_cpu = table.float().cpu()
     LOG.info("table of %d k-mers x %d built in %.2f s; %d distinct rows", table.shape[0], table.shape[1],
              timings["table_build_s"], distinct)
 
-    timings["lookup_s"] = timings["write_s"] = 0.0
+    timings["embedding_lookup_s"] = timings["write_s"] = 0.0
     for name, split in splits.items():
         path = output_dir / f"{name}.pt"
         start = time.perf_counter()
         if args.context == "stairs":
             embeddings = contextual_embeddings(encoder, states, split.ids, args.workers, f"stairs {name}")
-            timings["lookup_s"] += time.perf_counter() - start
+            timings["embedding_lookup_s"] += time.perf_counter() - start
             start = time.perf_counter()
             save_embedding_split(path, k=args.k, labels=split.labels, sources=split.sources, kmer_ids=split.ids,
                                  embeddings=embeddings)
         elif args.dense:
             embeddings = table_cpu[split.ids]
-            timings["lookup_s"] += time.perf_counter() - start
+            timings["embedding_lookup_s"] += time.perf_counter() - start
             start = time.perf_counter()
             save_embedding_split(path, k=args.k, labels=split.labels, sources=split.sources, kmer_ids=split.ids,
                                  embeddings=embeddings)
@@ -588,7 +590,7 @@ def run_encode(args: Any) -> int:
         "distinct_kmers": distinct_kmers,
         "table_rows": int(table.shape[0]),
         "distinct_embeddings": distinct,
-        "distinct_tolerance": DISTINCT_TOLERANCE,
+        "distinct_tolerance": tolerance,
         "timings": {key: round(value, 4) for key, value in timings.items()},
         "data_dir": str(args.data_dir),
     }

@@ -247,3 +247,9 @@ def test_launcher_runs_the_script_end_to_end_on_cpu(tmp_path: Path) -> None:
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
+
+
+def test_windows_of_different_lengths_name_file_and_line(tmp_path: Path) -> None:
+    write_sentence_split(tmp_path, "train", [["ACG", "TTT"], ["ACG", "TTT", "GGG"]], ["a", "b"])
+    with pytest.raises(encoding.UserError, match=r"train/sentences.txt:2: 3 k-mers but line 1 has 2"):
+        encoding.load_split_ids(str(tmp_path), "train", 3, 32)
