@@ -19,9 +19,10 @@ WINDOW_SIZE=32                   # k-mers per window: 31 of context, then the ta
 MIN_LENGTH=200                   # shorter transcripts are skipped (and counted)
 ENCODE_EMBEDDING_DIM=64          # lambeq circuit embedding size per k-mer
 N_CLUSTERS=512                   # k-means clusters = token vocabulary
-EPOCHS=4                         # epochs of every neural model (early stopping on val loss)
+EPOCHS=3                         # epochs of every neural model (early stopping on val loss)
 BATCH_SIZE=32
-MAX_STEPS_PER_EPOCH=150          # cap on optimiser steps per epoch (a fresh random subset each epoch)
+MAX_STEPS_PER_EPOCH=100          # cap on optimiser steps per epoch (a fresh random subset each epoch)
+CHECKPOINT_EVERY=50              # trainer steps between checkpoints, besides every epoch end
 QUIXER_EMBEDDING_DIM=64
 QUIXER_QUBITS=4
 QUIXER_ANSATZ_LAYERS=2
@@ -35,6 +36,7 @@ QUICK_SYNTHETIC_TRANSCRIPTS=60
 QUICK_N_CLUSTERS=32
 QUICK_EPOCHS=2
 QUICK_MAX_STEPS_PER_EPOCH=20
+QUICK_CHECKPOINT_EVERY=5
 QUICK_BOOTSTRAP=200
 
 # ---- arguments ------------------------------------------------------------------------------------
@@ -45,81 +47,24 @@ die_usage() {
     exit 2
 }
 
-fasta=()
-csv=""
-email=""
-out=""
-quick=0
-device="auto"
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --fasta)
-            shift
-            while [[ $# -gt 0 && "$1" != --* ]]; do fasta+=("$1"); shift; done
-            [[ ${#fasta[@]} -gt 0 ]] || die_usage "--fasta needs at least one file"
-            ;;
-        --csv) [[ $# -ge 2 ]] || die_usage "--csv needs a file"; csv="$2"; shift 2 ;;
-        --email) [[ $# -ge 2 ]] || die_usage "--email needs an address"; email="$2"; shift 2 ;;
-        --out) [[ $# -ge 2 ]] || die_usage "--out needs a folder"; out="$2"; shift 2 ;;
-        --device) [[ $# -ge 2 ]] || die_usage "--device needs a value"; device="$2"; shift 2 ;;
-        --quick) quick=1; shift ;;
-        -h|--help) echo "$usage"; exit 0 ;;
-        *) die_usage "unknown argument $1" ;;
-    esac
-done
-if [[ ${#fasta[@]} -gt 0 && -n "$csv" ]]; then die_usage "give --fasta or --csv, not both"; fi
-if [[ -n "$csv" && -z "$email" ]]; then die_usage "--csv needs --email ADDRESS (NCBI asks for a contact)"; fi
-if [[ -n "$email" && -z "$csv" ]]; then die_usage "--email goes with --csv"; fi
-for f in "${fasta[@]}"; do
-    [[ -f "$f" ]] || die_usage "--fasta $f: file not found"
-done
-if [[ -n "$csv" && ! -f "$csv" ]]; then die_usage "--csv $csv: file not found"; fi
-
-if [[ $quick -eq 1 ]]; then
-    SYNTHETIC_TRANSCRIPTS=$QUICK_SYNTHETIC_TRANSCRIPTS
-    N_CLUSTERS=$QUICK_N_CLUSTERS
-    EPOCHS=$QUICK_EPOCHS
-    MAX_STEPS_PER_EPOCH=$QUICK_MAX_STEPS_PER_EPOCH
-    BOOTSTRAP=$QUICK_BOOTSTRAP
-fi
-
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-python="${PYTHON:-python3}"
-out="${out:-runs/$(date +%Y%m%d-%H%M%S)}"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
-timings="$out/timings.json"
-
-if [[ ${#fasta[@]} -gt 0 ]]; then
-    source_name="FASTA"
-    synthetic=0
-    for i in "${!fasta[@]}"; do fasta[$i]="$(cd "$(dirname "${fasta[$i]}")" && pwd)/$(basename "${fasta[$i]}")"; done
-elif [[ -n "$csv" ]]; then
-    source_name="NCBI RefSeq"
-    synthetic=0
-else
-    source_name="synthetic"
-    synthetic=1
-fi
-
 # ---- bookkeeping ----------------------------------------------------------------------------------
 # timings.json: {"settings": {...}, "stages": [{"stage", "folder", "status", "seconds"}]}; a rerun with
 # other settings into the same --out is refused, since its completed stages would be reused.
-settings_json() {
-    cat <<EOF
-{"source": "$source_name", "synthetic": $([[ $synthetic -eq 1 ]] && echo true || echo false),
- "quick": $([[ $quick -eq 1 ]] && echo true || echo false), "seed": $SEED,
- "synthetic_transcripts": $([[ $synthetic -eq 1 ]] && echo "$SYNTHETIC_TRANSCRIPTS" || echo null),
- "k": $K, "window_size": $WINDOW_SIZE, "min_length": $MIN_LENGTH,
- "encode_embedding_dim": $ENCODE_EMBEDDING_DIM, "n_clusters": $N_CLUSTERS,
- "epochs": $EPOCHS, "batch_size": $BATCH_SIZE, "max_steps_per_epoch": $MAX_STEPS_PER_EPOCH,
- "quixer_embedding_dim": $QUIXER_EMBEDDING_DIM, "quixer_qubits": $QUIXER_QUBITS,
- "quixer_ansatz_layers": $QUIXER_ANSATZ_LAYERS, "quixer_qsvt_degree": $QUIXER_QSVT_DEGREE,
- "baseline_embedding_dim": $BASELINE_EMBEDDING_DIM, "ngram_order": $NGRAM_ORDER, "bootstrap": $BOOTSTRAP}
-EOF
+settings() {  # key=value pairs; values that parse as JSON (numbers, true/false) are stored as such
+    local inputs=""
+    [[ ${#fasta[@]} -gt 0 ]] && inputs="${fasta[*]}"
+    [[ -n "$csv" ]] && inputs="$csv"
+    printf '%s\n' "source=$source_name" "inputs=${inputs:-null}" "synthetic=$([[ $synthetic -eq 1 ]] && echo true || echo false)" \
+        "quick=$([[ $quick -eq 1 ]] && echo true || echo false)" "seed=$SEED" \
+        "synthetic_transcripts=$([[ $synthetic -eq 1 ]] && echo "$SYNTHETIC_TRANSCRIPTS" || echo null)" \
+        "k=$K" "window_size=$WINDOW_SIZE" "min_length=$MIN_LENGTH" "encode_embedding_dim=$ENCODE_EMBEDDING_DIM" \
+        "n_clusters=$N_CLUSTERS" "epochs=$EPOCHS" "batch_size=$BATCH_SIZE" "max_steps_per_epoch=$MAX_STEPS_PER_EPOCH" \
+        "quixer_embedding_dim=$QUIXER_EMBEDDING_DIM" "quixer_qubits=$QUIXER_QUBITS" \
+        "quixer_ansatz_layers=$QUIXER_ANSATZ_LAYERS" "quixer_qsvt_degree=$QUIXER_QSVT_DEGREE" \
+        "baseline_embedding_dim=$BASELINE_EMBEDDING_DIM" "ngram_order=$NGRAM_ORDER" "bootstrap=$BOOTSTRAP"
 }
 
-timings_update() {  # timings_update init SETTINGS_JSON | timings_update stage NAME FOLDER STATUS SECONDS
+timings_update() {  # timings_update init KEY=VALUE... | timings_update stage NAME FOLDER STATUS SECONDS
     PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" - "$timings" "$@" <<'PY'
 import json, sys
 from pathlib import Path
@@ -128,7 +73,13 @@ from quixer_rna.runio import atomic_write_json
 path, action, *rest = sys.argv[1:]
 old = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
 if action == "init":
-    settings = json.loads(rest[0])
+    settings = {}
+    for pair in rest:
+        key, _, text = pair.partition("=")
+        try:
+            settings[key] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[key] = text
     if old.get("settings") not in (None, settings):
         changed = sorted(k for k in settings if old["settings"].get(k) != settings[k])
         sys.exit(f"pipeline: {Path(path).parent} was run with other settings ({', '.join(changed)}); use another --out")
@@ -192,59 +143,121 @@ run_stage() {
     echo "pipeline: stage $name done in ${seconds} s"
 }
 
-# ---- the study ------------------------------------------------------------------------------------
-timings_update init "$(settings_json)"
-if [[ $synthetic -eq 1 ]]; then
-    echo "pipeline: ************************************************************************"
-    echo "pipeline: NO --fasta OR --csv GIVEN: THE DATA ARE SYNTHETIC TRANSCRIPTS, NOT HUMAN RNA"
-    echo "pipeline: ************************************************************************"
-fi
-echo "pipeline: output in $out"
+# ---- the study (one function, so editing this file during a run cannot change the run) ----------
+main() {
+    fasta=()
+    csv=""
+    email=""
+    out=""
+    quick=0
+    device="auto"
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --fasta)
+                shift
+                while [[ $# -gt 0 && "$1" != --* ]]; do fasta+=("$1"); shift; done
+                [[ ${#fasta[@]} -gt 0 ]] || die_usage "--fasta needs at least one file"
+                ;;
+            --csv) [[ $# -ge 2 ]] || die_usage "--csv needs a file"; csv="$2"; shift 2 ;;
+            --email) [[ $# -ge 2 ]] || die_usage "--email needs an address"; email="$2"; shift 2 ;;
+            --out) [[ $# -ge 2 ]] || die_usage "--out needs a folder"; out="$2"; shift 2 ;;
+            --device) [[ $# -ge 2 ]] || die_usage "--device needs a value"; device="$2"; shift 2 ;;
+            --quick) quick=1; shift ;;
+            -h|--help) echo "$usage"; exit 0 ;;
+            *) die_usage "unknown argument $1" ;;
+        esac
+    done
+    if [[ ${#fasta[@]} -gt 0 && -n "$csv" ]]; then die_usage "give --fasta or --csv, not both"; fi
+    if [[ -n "$csv" && -z "$email" ]]; then die_usage "--csv needs --email ADDRESS (NCBI asks for a contact)"; fi
+    if [[ -n "$email" && -z "$csv" ]]; then die_usage "--email goes with --csv"; fi
+    for f in "${fasta[@]}"; do
+        [[ -f "$f" ]] || die_usage "--fasta $f: file not found"
+    done
+    if [[ -n "$csv" && ! -f "$csv" ]]; then die_usage "--csv $csv: file not found"; fi
 
-if [[ $synthetic -eq 1 ]]; then
-    run_stage download "$out/data" overwrite "$python" "$here/download_rna_sequences.py" --source synthetic \
-        --max_sequences "$SYNTHETIC_TRANSCRIPTS" --output "$out/data/rna.fasta" --seed "$SEED"
-    fasta=("$out/data/rna.fasta")
-elif [[ -n "$csv" ]]; then
-    run_stage download "$out/data" self "$python" "$here/download_rna_sequences.py" --csv "$csv" --email "$email" \
-        --output "$out/data/rna.fasta" --seed "$SEED"
-    fasta=("$out/data/rna.fasta")
-fi
+    if [[ $quick -eq 1 ]]; then
+        SYNTHETIC_TRANSCRIPTS=$QUICK_SYNTHETIC_TRANSCRIPTS
+        N_CLUSTERS=$QUICK_N_CLUSTERS
+        EPOCHS=$QUICK_EPOCHS
+        MAX_STEPS_PER_EPOCH=$QUICK_MAX_STEPS_PER_EPOCH
+        CHECKPOINT_EVERY=$QUICK_CHECKPOINT_EVERY
+        BOOTSTRAP=$QUICK_BOOTSTRAP
+    fi
 
-run_stage prepare "$out/prepare" overwrite "$python" "$here/prepare_autoregressive_data.py" --fasta "${fasta[@]}" \
-    --output_dir "$out/prepare" --k "$K" --window_size "$WINDOW_SIZE" --min_length "$MIN_LENGTH" --seed "$SEED"
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    python="${PYTHON:-python3}"
+    out="${out:-runs/$(date +%Y%m%d-%H%M%S)}"
+    mkdir -p "$out"
+    out="$(cd "$out" && pwd)"
+    timings="$out/timings.json"
 
-run_stage encode "$out/encode" overwrite "$python" "$here/lambeq_encoder.py" --data_dir "$out/prepare" \
-    --output_dir "$out/encode" --k "$K" --max_kmers "$WINDOW_SIZE" --embedding_dim "$ENCODE_EMBEDDING_DIM" \
-    --device "$device" --seed "$SEED"
+    if [[ ${#fasta[@]} -gt 0 ]]; then
+        source_name="FASTA"
+        synthetic=0
+        for i in "${!fasta[@]}"; do fasta[$i]="$(cd "$(dirname "${fasta[$i]}")" && pwd)/$(basename "${fasta[$i]}")"; done
+    elif [[ -n "$csv" ]]; then
+        source_name="NCBI RefSeq"
+        synthetic=0
+    else
+        source_name="synthetic"
+        synthetic=1
+    fi
 
-run_stage quantize "$out/quantize" overwrite "$python" "$here/quantize_lambeq_embeddings.py" --embeddings_dir "$out/encode" \
-    --output_dir "$out/quantize" --n_clusters "$N_CLUSTERS" --seq_len "$WINDOW_SIZE" --seed "$SEED"
+    mapfile -t pairs < <(settings)
+    timings_update init "${pairs[@]}"
+    if [[ $synthetic -eq 1 ]]; then
+        echo "pipeline: ************************************************************************"
+        echo "pipeline: NO --fasta OR --csv GIVEN: THE DATA ARE SYNTHETIC TRANSCRIPTS, NOT HUMAN RNA"
+        echo "pipeline: ************************************************************************"
+    fi
+    echo "pipeline: output in $out"
 
-train_flags=(--data_dir "$out/quantize" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE"
-    --max_steps_per_epoch "$MAX_STEPS_PER_EPOCH" --seed "$SEED" --device "$device")
+    if [[ $synthetic -eq 1 ]]; then
+        run_stage download "$out/data" overwrite "$python" "$here/download_rna_sequences.py" --source synthetic \
+            --max_sequences "$SYNTHETIC_TRANSCRIPTS" --output "$out/data/rna.fasta" --seed "$SEED"
+        fasta=("$out/data/rna.fasta")
+    elif [[ -n "$csv" ]]; then
+        run_stage download "$out/data" self "$python" "$here/download_rna_sequences.py" --csv "$csv" --email "$email" \
+            --output "$out/data/rna.fasta" --seed "$SEED"
+        fasta=("$out/data/rna.fasta")
+    fi
 
-run_stage quixer "$out/quixer" resume "$python" "$here/train_quixer_hybrid.py" "${train_flags[@]}" \
-    --output_dir "$out/quixer" --task autoregressive --init_strategy small_gaussian \
-    --embedding_dim "$QUIXER_EMBEDDING_DIM" --qubits "$QUIXER_QUBITS" --ansatz_layers "$QUIXER_ANSATZ_LAYERS" \
-    --qsvt_degree "$QUIXER_QSVT_DEGREE"
+    run_stage prepare "$out/prepare" overwrite "$python" "$here/prepare_autoregressive_data.py" --fasta "${fasta[@]}" \
+        --output_dir "$out/prepare" --k "$K" --window_size "$WINDOW_SIZE" --min_length "$MIN_LENGTH" --seed "$SEED"
 
-run_stage ngram "$out/ngram" overwrite "$python" "$here/train_classical_baselines.py" --data_dir "$out/quantize" \
-    --model ngram --order "$NGRAM_ORDER" --output_dir "$out/ngram" --seed "$SEED"
+    run_stage encode "$out/encode" overwrite "$python" "$here/lambeq_encoder.py" --data_dir "$out/prepare" \
+        --output_dir "$out/encode" --k "$K" --max_kmers "$WINDOW_SIZE" --embedding_dim "$ENCODE_EMBEDDING_DIM" \
+        --device "$device" --seed "$SEED"
 
-for model in lstm transformer; do
-    run_stage "$model" "$out/$model" resume "$python" "$here/train_classical_baselines.py" "${train_flags[@]}" \
-        --model "$model" --embedding_dim "$BASELINE_EMBEDDING_DIM" --output_dir "$out/$model"
-done
+    run_stage quantize "$out/quantize" overwrite "$python" "$here/quantize_lambeq_embeddings.py" --embeddings_dir "$out/encode" \
+        --output_dir "$out/quantize" --n_clusters "$N_CLUSTERS" --seq_len "$WINDOW_SIZE" --seed "$SEED"
 
-run_stage report "$out" always "$python" "$here/make_report.py" --runs "$out" --bootstrap "$BOOTSTRAP" --seed "$SEED"
-echo "pipeline: wall time per stage:"
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" - "$timings" <<'PY'
-import json, sys
+    train_flags=(--data_dir "$out/quantize" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE"
+        --max_steps_per_epoch "$MAX_STEPS_PER_EPOCH" --checkpoint_every "$CHECKPOINT_EVERY" --seed "$SEED" --device "$device")
+
+    run_stage quixer "$out/quixer" resume "$python" "$here/train_quixer_hybrid.py" "${train_flags[@]}" \
+        --output_dir "$out/quixer" --task autoregressive --init_strategy small_gaussian \
+        --embedding_dim "$QUIXER_EMBEDDING_DIM" --qubits "$QUIXER_QUBITS" --ansatz_layers "$QUIXER_ANSATZ_LAYERS" \
+        --qsvt_degree "$QUIXER_QSVT_DEGREE"
+
+    run_stage ngram "$out/ngram" overwrite "$python" "$here/train_classical_baselines.py" --data_dir "$out/quantize" \
+        --model ngram --order "$NGRAM_ORDER" --output_dir "$out/ngram" --seed "$SEED"
+
+    for model in lstm transformer; do
+        run_stage "$model" "$out/$model" resume "$python" "$here/train_classical_baselines.py" "${train_flags[@]}" \
+            --model "$model" --embedding_dim "$BASELINE_EMBEDDING_DIM" --output_dir "$out/$model"
+    done
+
+    run_stage report "$out" always "$python" "$here/make_report.py" --runs "$out" --bootstrap "$BOOTSTRAP" --seed "$SEED"
+    echo "pipeline: wall time per stage:"
+    "$python" -c 'import json, sys
 for s in json.load(open(sys.argv[1]))["stages"]:
-    print(f"pipeline:   {s['stage']:<12} {s['seconds']:8.1f} s  ({s['status']})")
-PY
-if [[ $synthetic -eq 1 ]]; then
-    echo "pipeline: REMINDER: SYNTHETIC DATA - these numbers say nothing about human RNA"
-fi
-echo "pipeline: report in $out/report.md"
+    print(f"pipeline:   {s[\"stage\"]:<12} {s[\"seconds\"]:8.1f} s  ({s[\"status\"]})")' "$timings"
+    if [[ $synthetic -eq 1 ]]; then
+        echo "pipeline: REMINDER: SYNTHETIC DATA - these numbers say nothing about human RNA"
+    fi
+    echo "pipeline: report in $out/report.md"
+}
+
+main "$@"
+exit $?
