@@ -27,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--qsvt_degree", type=int, default=3, help="degree of the QSVT polynomial of the token LCU")
     group.add_argument("--dropout", type=float, default=0.1, help="dropout on the classical embedding")
     group.add_argument(
-        "--init_strategy", choices=INIT_STRATEGIES, default="small_gaussian", help="initialisation of circuit parameters"
+        "--init_strategy",
+        choices=INIT_STRATEGIES,
+        default="small_gaussian",
+        help="initialisation of the circuit parameters",
     )
     group.add_argument("--init_std", type=float, default=0.1, help="standard deviation of the small_gaussian init")
     group.add_argument(

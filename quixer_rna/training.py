@@ -134,7 +134,8 @@ def prepare_task(data: dict[str, TokenSplit], task: str) -> TaskData:
             low, high = int(targets[name].min()), int(targets[name].max())
             if low < 0 or high >= num_outputs:
                 raise UserError(
-                    f"--data_dir: {name} labels span [{low}, {high}] but train has {num_outputs} classes (0..{num_outputs - 1})"
+                    f"--data_dir: {name} labels span [{low}, {high}] "
+                    f"but train has {num_outputs} classes (0..{num_outputs - 1})"
                 )
     return TaskData(inputs, targets, {s: list(data[s].sources) for s in SPLITS}, vocab, num_outputs)
 
@@ -241,7 +242,9 @@ class Trainer:
             self.train_module = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         n_train = len(self.task.targets["train"])
-        self.steps_per_epoch = len(epoch_batches(n_train, config.batch_size, config.seed, 0, config.max_steps_per_epoch))
+        self.steps_per_epoch = len(
+            epoch_batches(n_train, config.batch_size, config.seed, 0, config.max_steps_per_epoch)
+        )
         total = self.steps_per_epoch * config.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_lambda(total, config.warmup_steps))
         self.identity = {
@@ -388,7 +391,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # With --grad_clip 0 the norm is still computed (never clipped) to catch NaN gradients.
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
             if not bool(torch.isfinite(norm)):
                 raise UserError(self._nan_message(epoch, step + 1))
             self.optimizer.step()
@@ -446,9 +450,8 @@ class Trainer:
         progress["stopped_early"] = patience > 0 and progress["bad_epochs"] >= patience and epoch < self.config.epochs
         self._save(ckpt.LAST, *([ckpt.BEST] if improved else []))
         if self.dist.is_main_process:
-            atomic_write_text(
-                self.output_dir / HISTORY_FILE, "".join(json.dumps(json.loads(to_json(r))) + "\n" for r in progress["history"])
-            )
+            lines = (json.dumps(json.loads(to_json(row))) + "\n" for row in progress["history"])
+            atomic_write_text(self.output_dir / HISTORY_FILE, "".join(lines))
         log = LOG.info if self.dist.is_main_process else LOG.debug
         log(
             "epoch %d: train loss %.4f ppl %.3f | val loss %.4f ppl %.3f acc %.4f | %.1fs%s",

@@ -103,7 +103,8 @@ def test_config_file_is_overridden_by_command_line(tmp_path, capsys):
 
 
 def _raw_split(path: Path, sequences: torch.Tensor, vocab: int) -> None:
-    torch.save({"sequences": sequences, "labels": torch.zeros(len(sequences), dtype=torch.long), "vocab_size": vocab}, path)
+    labels = torch.zeros(len(sequences), dtype=torch.long)
+    torch.save({"sequences": sequences, "labels": labels, "vocab_size": vocab}, path)
 
 
 @pytest.mark.parametrize(
