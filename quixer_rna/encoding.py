@@ -330,11 +330,10 @@ class KmerEncoder:
 
     def states(self, ids: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Amplitudes [B, 2^n] of the k-mers `ids` [B]."""
-        device = ids.device
-        params = torch.cat(
-            (encoding_params(ids, self.k), self.word_weights.to(device).expand(ids.shape[0], -1)), dim=1
-        ).to(dtype)
-        return simulate(self.word, params)
+        count = 2 * self.k  # the encoding layer: the template's first 2k gates, the only per-k-mer ones
+        encoded = simulate(Circuit(self.n_qubits, self.word.gates[:count]), encoding_params(ids, self.k).to(dtype))
+        shared = torch.cat((torch.zeros(count, dtype=torch.float64), self.word_weights)).to(ids.device, dtype)
+        return simulate(Circuit(self.n_qubits, self.word.gates[count:]), shared.unsqueeze(0), encoded)
 
     def all_states(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Amplitudes [4^k, 2^n] of every k-mer, in chunks of at most 256 MB of state."""
