@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -85,7 +86,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
                    f"--qsvt_degree={args.qsvt_degree}", f"--threads={args.threads}", f"--steps={args.steps}",
                    f"--device={args.device}", f"--seed={args.seed}"] + (["--compile"] if args.compile else [])
     print(f"Quixer fwd+bwd: n={args.qubits} L={args.ansatz_layers} d={args.qsvt_degree} T={args.context_length} "
-          f"E={args.embedding_dim} threads={args.threads} compile={args.compile}")
+          f"E={args.embedding_dim} threads={args.threads} compile={args.compile} "
+          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'V':>6} {'batch':>6} {'ms/window':>10} {'windows/s':>10} {'cpu ms/win':>10} {'peak MiB':>9}  device")
     for vocab in args.vocab_sizes:
         for batch in args.batch_sizes:

@@ -48,8 +48,8 @@ class QuixerModel(nn.Module):
         self.register_buffer("angle_mask", torch.ones(len(self.gates)))
         self._postselection: torch.Tensor | None = None
         self._initialise(init_strategy, init_std)
+        self._set_active_layers(1 if layerwise_epochs > 0 else ansatz_layers)
         if layerwise_epochs > 0:
-            self._set_active_layers(1)
             with torch.no_grad():  # layers not yet active start exactly at the identity
                 self.token_angles.weight[self.angles_per_layer:] = 0.0
                 self.token_angles.bias[self.angles_per_layer:] = 0.0
