@@ -3,6 +3,8 @@ trained, checkpointed, stopped and measured the same way.
 
 Task "autoregressive": tokens 1..L-1 of a window predict token L over the token vocabulary.
 Task "classification": all L tokens predict the window's label; classes = max train label + 1.
+Every registered model maps tokens to `vocab_size` logits, so for classification it is built with
+max(vocab, classes) outputs and only the first `classes` logits are scored.
 
 Exact resumption: the batch order of an epoch is a pure function of (seed, epoch), and a checkpoint
 holds every RNG state, the position within the epoch and the running sums, so a run killed
@@ -429,6 +431,7 @@ class Trainer:
         started = time.perf_counter()
         val = summarize(self.evaluate("val")[0])
         self._add_time(started)
+        # "lr" is the schedule's value at the end of the epoch (what the next step would use).
         row: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
         row.update({f"train_{k}": train[k] for k in METRIC_NAMES})
         row.update({f"val_{k}": val[k] for k in METRIC_NAMES})
