@@ -13,7 +13,10 @@ Memory. `lcu_powers` is a custom autograd function using the adjoint method: the
 each power's per-token circuit outputs (d * B * T * 2**n * 2 floats), and the backward runs every circuit
 in reverse (gates are unitary, so the inverse gate recomputes the earlier state exactly) while pulling the
 gradient back through the same inverse gates. Autograd never sees the ~4nL intermediate states per
-circuit, so memory grows with B*T*2**n, not with the number of gates.
+circuit, so memory grows with B*T*2**n, not with the number of gates: at 1024 windows x 32 tokens,
+n=6, d=3 that is 48 MiB, and a whole fwd+bwd step of the paper-sized model peaks near 0.75 GiB of RAM
+(benchmarks/bench_quixer.py). On CPU the windows are simulated in chunks (CPU_CHUNK_WINDOWS) that reuse
+one set of buffers; on GPU all at once.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import torch
 # ("ry", wire, -1) or ("crx", control, target)
 Gate = tuple[str, int, int]
 
-# Windows per chunk in the CPU forward/backward: small enough that a chunk's states stay in cache.
+# Windows per chunk in the CPU forward/backward (64 x T states): big enough to amortise the per-op
+# overhead, small enough to stay near cache; 32..128 measured within a few percent of each other.
 CPU_CHUNK_WINDOWS = 64
 
 
@@ -70,6 +74,9 @@ def _control_halves(x: torch.Tensor, n: int, control: int, target: int) -> tuple
     return view.select(cdim, 0), view.select(cdim, 1), tdim if tdim < cdim else tdim - 1
 
 
+_QUARTERS = ((0, 0), (0, 1), (1, 0), (1, 1))   # (re/im, target bit)
+
+
 def _quarter(half: torch.Tensor, tdim: int, part: int, bit: int) -> torch.Tensor:
     """The re (part 0) or im (part 1) amplitudes of a control half with the target bit = `bit`."""
     return half.select(1, part).select(tdim - 1, bit)
@@ -86,17 +93,12 @@ def _ry(state: torch.Tensor, n: int, wire: int, c: torch.Tensor, s: torch.Tensor
 
 def _crx(state: torch.Tensor, n: int, control: int, target: int, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     # RX = [[c, -is], [-is, c]]: new a0 = c a0 - i s a1, new a1 = c a1 - i s a0 on the control=1 half.
-    lo, hi = sorted((control, target))
-    view = state.view(1, 2, 2**lo, 2, 2 ** (hi - lo - 1), 2, 2 ** (n - hi - 1), state.shape[-1])
-    cdim, tdim = (3, 5) if control < target else (5, 3)
-    off, on = view.select(cdim, 0), view.select(cdim, 1)
-    td = tdim if tdim < cdim else tdim - 1
-    r0, r1 = on[:, 0].select(td - 1, 0), on[:, 0].select(td - 1, 1)
-    m0, m1 = on[:, 1].select(td - 1, 0), on[:, 1].select(td - 1, 1)
+    off, on, td = _control_halves(state, n, control, target)
+    r0, r1, m0, m1 = (_quarter(on, td, part, bit) for part, bit in _QUARTERS)
     re = torch.stack((c * r0 + s * m1, c * r1 + s * m0), dim=td - 1)
     im = torch.stack((c * m0 - s * r1, c * m1 - s * r0), dim=td - 1)
-    new_on = torch.stack((re, im), dim=1)
-    return torch.stack((off, new_on), dim=cdim).reshape(state.shape)
+    cdim = 3 if control < target else 5
+    return torch.stack((off, torch.stack((re, im), dim=1)), dim=cdim).reshape(state.shape)
 
 
 def apply_circuit(state: torch.Tensor, angles: torch.Tensor, qubits: int, gates: Sequence[Gate]) -> torch.Tensor:
@@ -115,9 +117,6 @@ def apply_circuit(state: torch.Tensor, angles: torch.Tensor, qubits: int, gates:
 # In-place gates on preallocated buffers (no autograd): the adjoint function's kernels. A plan holds every
 # view a gate touches, built once per pair of ping-pong buffers, so the gate loop issues only arithmetic
 # (building views per gate call cost about a fifth of the run time).
-
-_QUARTERS = ((0, 0), (0, 1), (1, 0), (1, 1))   # (re/im, target bit)
-
 
 def _gate_views(src: torch.Tensor, dst: torch.Tensor, n: int, gate: Gate) -> tuple:
     """Views that gate src -> dst needs: RY (src, dst, s0, s1, d0, d1); CRX (s_off, d_off, s_on, d_on,
