@@ -252,7 +252,7 @@ main() {
     echo "pipeline: wall time per stage:"
     "$python" -c 'import json, sys
 for s in json.load(open(sys.argv[1]))["stages"]:
-    print(f"pipeline:   {s[\"stage\"]:<12} {s[\"seconds\"]:8.1f} s  ({s[\"status\"]})")' "$timings"
+    print("pipeline:   %-12s %8.1f s  (%s)" % (s["stage"], s["seconds"], s["status"]))' "$timings"
     if [[ $synthetic -eq 1 ]]; then
         echo "pipeline: REMINDER: SYNTHETIC DATA - these numbers say nothing about human RNA"
     fi

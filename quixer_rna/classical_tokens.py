@@ -33,7 +33,7 @@ def split_to_ids(split: SentenceSplit, path: Path, ids: dict[str, int]) -> torch
     """Token ids [N, L] of one split's windows (read from `path`); `ids` caches every k-mer
     converted so far (and so ends up holding the k-mers seen)."""
     rows = []
-    for window in tqdm(split.kmers, desc=f"{path.parent.name} windows", unit="win", leave=False):
+    for window in tqdm(split.kmers, desc=f"{path.parent.name} windows", unit="win", leave=False, disable=None):
         row = []
         for kmer in window:
             value = ids.get(kmer)

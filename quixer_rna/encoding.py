@@ -51,7 +51,6 @@ ENCODING_SYMBOL = "enc"
 DISTINCT_TOLERANCE = 1e-9
 FLOAT32_DISTINCT_TOLERANCE = 1e-6  # a float32 (CUDA) table cannot resolve 1e-9
 PARALLEL_READ_BYTES = 64 << 20
-LAUNCHER_LOG = "encode.log"  # run_lambeq_gpu.sh starts it in the output folder before this stage runs
 
 _TETRAHEDRON = {"A": (1, 1, 1), "C": (1, -1, -1), "G": (-1, 1, -1), "T": (-1, -1, 1)}
 _INDEX_SUFFIX = re.compile(r"_(\d+)$")
@@ -481,11 +480,11 @@ def contextual_embeddings(
 
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_contextual_part, encoder, states, chunk) for chunk in chunks]
-            parts = [f.result() for f in tqdm(futures, desc=desc, unit="chunk", leave=False)]
+            parts = [f.result() for f in tqdm(futures, desc=desc, unit="chunk", leave=False, disable=None)]
     else:
         parts = [
             _contextual_part(encoder, states, chunk.to(states.device))
-            for chunk in tqdm(chunks, desc=desc, unit="chunk", leave=False)
+            for chunk in tqdm(chunks, desc=desc, unit="chunk", leave=False, disable=None)
         ]
     return torch.cat(parts)
 
@@ -500,9 +499,7 @@ def run_encode(args: Any) -> int:
     n_qubits = qubits_for(args.embedding_dim, args.readout)
     device = resolve_device(args.device)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
-    existing = Path(args.output_dir)
-    only_log = existing.is_dir() and {entry.name for entry in existing.iterdir()} == {LAUNCHER_LOG}
-    output_dir = prepare_output_dir(args.output_dir, args.overwrite or only_log)
+    output_dir = prepare_output_dir(args.output_dir, args.overwrite)
     record = RunRecord(output_dir, "lambeq_encoder", vars(args))
     timings: dict[str, float] = {}
     start = time.perf_counter()

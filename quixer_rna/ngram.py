@@ -11,17 +11,26 @@ overlap (the same stretch of transcript shifted by the data's window step, infer
 themselves) contribute only their new positions, so overlapping windows never count a position
 twice; only n-grams with a full `order - 1` history inside their window are counted.
 
-Smoothing (Chen & Goodman's interpolated Kneser-Ney, one absolute discount per order):
+Smoothing (Chen & Goodman's interpolated Kneser-Ney, one absolute discount D_m per order, with the
+strength S_m >= 0 of Teh's hierarchical Pitman-Yor model, whose predictive rule KN approximates):
 
-    P_m(w | h) = (max(c_m(h, w) - D_m, 0) + D_m * T_m(h) * P_{m-1}(w | h')) / C_m(h)   if C_m(h) > 0
-               = P_{m-1}(w | h')                                                     otherwise
+    P_m(w | h) = (max(c_m(h, w) - D_m, 0) + (D_m * T_m(h) + S_m) * P_{m-1}(w | h')) / (C_m(h) + S_m)
+                                                                                  if C_m(h) > 0
+               = P_{m-1}(w | h')                                                  otherwise
 
 where c_n are raw counts at the top order, c_m (m < n) continuation counts (how many distinct tokens
-precede the m-gram), C_m(h) = sum_w c_m(h, w), T_m(h) = number of w with c_m(h, w) > 0, h' drops the
+precede the m-gram; `lower_counts="continuation"`, Kneser-Ney) or raw counts of the m-gram
+(`lower_counts="raw"`, interpolated absolute discounting), C_m(h) = sum_w c_m(h, w), T_m(h) = number of w with c_m(h, w) > 0, h' drops the
 oldest token of h, and P_0 is uniform over the vocabulary, so an unseen token still gets a finite
-score. With 0 < D_m <= 1 every P_m sums to 1. The discounts start from the textbook estimate
-n1 / (n1 + 2 n2) and are tuned by coordinate search to minimise validation cross-entropy; a step is
-kept only when it lowers it, so tuned discounts never do worse on val than textbook ones.
+score. With 0 < D_m <= 1 and S_m >= 0 every P_m sums to 1; S_m = 0 is plain interpolated KN. The
+discounts start from the textbook estimate n1 / (n1 + 2 n2), the strengths from 0, and both are tuned
+by coordinate search to minimise validation cross-entropy; a step is kept only when it lowers it, so
+tuned values never do worse on val than textbook ones; both kinds of lower-order counts are tuned and
+the one with the lower val cross-entropy is kept. The strengths and raw lower-order counts matter on
+large, nearly unpredictable token streams (k-means tokens of mRNA): there a discount of at most 1
+cannot back off far enough, and continuation counts flatten the unigram level (every frequent token
+follows nearly every other), so textbook KN ends above the unigram; a large S_m lets an order fall
+back to the one below it, down to the raw unigram.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ LOG = logging.getLogger(__name__)
 COUNTING_MODES = ("transcript", "targets")
 MIN_DISCOUNT = 0.01
 DISCOUNT_GRID = np.round(np.arange(MIN_DISCOUNT, 1.0 + 1e-9, 0.01), 4)
+STRENGTH_GRID = np.concatenate([[0.0], np.geomspace(0.1, 1e6, 71)])
+LOWER_COUNTS = ("continuation", "raw")
 
 
 @dataclass
@@ -143,7 +154,11 @@ def count_ngrams(sequences: np.ndarray, order: int, vocab_size: int, counting: s
 class KneserNeyModel:
     """Interpolated Kneser-Ney n-gram model over token ids [0, vocab_size)."""
 
-    def __init__(self, order: int, vocab_size: int, keys: np.ndarray, counts: np.ndarray, discounts: Sequence[float] | None = None):
+    def __init__(
+        self, order: int, vocab_size: int, keys: np.ndarray, counts: np.ndarray,
+        discounts: Sequence[float] | None = None, strengths: Sequence[float] | None = None,
+        lower_counts: str = "continuation",
+    ):
         if order < 1:
             raise ValueError("order must be at least 1")
         if vocab_size < 1:
@@ -154,10 +169,16 @@ class KneserNeyModel:
         self.vocab_size = vocab_size
         self.keys = np.asarray(keys, dtype=np.int64)
         self.counts = np.asarray(counts, dtype=np.int64)
-        self.levels = self._build_levels()
+        if lower_counts not in LOWER_COUNTS:
+            raise ValueError(f"lower_counts must be one of {LOWER_COUNTS}, got {lower_counts!r}")
+        self.lower_counts = lower_counts
+        self.levels = self._build_levels(lower_counts)
         self.discounts = np.asarray(discounts if discounts is not None else self.textbook_discounts(), dtype=np.float64)
         if self.discounts.shape != (order,):
             raise ValueError(f"need one discount per order ({order}), got {self.discounts.tolist()}")
+        self.strengths = np.zeros(order) if strengths is None else np.asarray(strengths, dtype=np.float64)
+        if self.strengths.shape != (order,) or (self.strengths < 0).any():
+            raise ValueError(f"need one strength >= 0 per order ({order}), got {self.strengths.tolist()}")
 
     @classmethod
     def fit(cls, sequences: np.ndarray, order: int, vocab_size: int, counting: str = "targets") -> tuple["KneserNeyModel", dict]:
@@ -166,15 +187,27 @@ class KneserNeyModel:
             raise ValueError(f"no {order}-gram fits in the train windows; lower the order")
         return cls(order, vocab_size, keys, counts), summary
 
-    def _build_levels(self) -> list[OrderCounts]:
-        """levels[m - 1] holds order m: raw counts at the top, continuation counts below."""
+    def _build_levels(self, lower_counts: str) -> list[OrderCounts]:
+        """levels[m - 1] holds order m: raw counts at the top, `lower_counts` below."""
         levels = [OrderCounts.from_keys(self.keys, self.counts, self.vocab_size)]
-        keys = self.keys
+        keys, counts = self.keys, self.counts
         for m in range(self.order - 1, 0, -1):
             suffixes = keys % (self.vocab_size ** m)
-            keys, continuation = np.unique(suffixes, return_counts=True)
-            levels.append(OrderCounts.from_keys(keys, continuation.astype(np.int64), self.vocab_size))
+            keys, inverse, distinct = np.unique(suffixes, return_inverse=True, return_counts=True)
+            if lower_counts == "raw":
+                counts = np.bincount(inverse, weights=counts, minlength=keys.size).astype(np.int64)
+            else:
+                counts = distinct.astype(np.int64)
+            levels.append(OrderCounts.from_keys(keys, counts, self.vocab_size))
         return levels[::-1]
+
+    def use_lower_counts(self, lower_counts: str) -> None:
+        """Switch the lower orders between continuation and raw counts (discounts are kept)."""
+        if lower_counts not in LOWER_COUNTS:
+            raise ValueError(f"lower_counts must be one of {LOWER_COUNTS}, got {lower_counts!r}")
+        if lower_counts != self.lower_counts:
+            self.lower_counts = lower_counts
+            self.levels = self._build_levels(lower_counts)
 
     def textbook_discounts(self) -> np.ndarray:
         """Ney's estimate D = n1 / (n1 + 2 n2) per order, kept inside [MIN_DISCOUNT, 1]."""
@@ -203,51 +236,84 @@ class KneserNeyModel:
             stats.append(self.levels[m - 1].lookup(keys // self.vocab_size, keys))
         return stats
 
-    def _target_probabilities(self, stats, discounts: np.ndarray) -> np.ndarray:
+    def _target_probabilities(self, stats, discounts: np.ndarray, strengths: np.ndarray) -> np.ndarray:
         probability = np.full(stats[0][0].shape, 1.0 / self.vocab_size)
-        for (count, total, types), discount in zip(stats, discounts):
+        for (count, total, types), discount, strength in zip(stats, discounts, strengths):
             seen = total > 0
-            mixed = (np.maximum(count - discount, 0.0) + discount * types * probability) / np.maximum(total, 1)
+            lower = (discount * types + strength) * probability
+            mixed = (np.maximum(count - discount, 0.0) + lower) / np.maximum(total + strength, 1e-300)
             probability = np.where(seen, mixed, probability)
         return probability
 
-    def target_log_probs(self, sequences: np.ndarray, discounts: Sequence[float] | None = None) -> np.ndarray:
+    def target_log_probs(
+        self, sequences: np.ndarray, discounts: Sequence[float] | None = None, strengths: Sequence[float] | None = None,
+    ) -> np.ndarray:
         """log P(last token | the previous order - 1 tokens) of each window [N]."""
         chosen = self.discounts if discounts is None else np.asarray(discounts, dtype=np.float64)
-        return np.log(self._target_probabilities(self.target_statistics(sequences), chosen))
+        strength = self.strengths if strengths is None else np.asarray(strengths, dtype=np.float64)
+        return np.log(self._target_probabilities(self.target_statistics(sequences), chosen, strength))
 
-    def cross_entropy(self, sequences: np.ndarray, discounts: Sequence[float] | None = None) -> float:
-        return float(-self.target_log_probs(sequences, discounts).mean())
+    def cross_entropy(
+        self, sequences: np.ndarray, discounts: Sequence[float] | None = None, strengths: Sequence[float] | None = None,
+    ) -> float:
+        return float(-self.target_log_probs(sequences, discounts, strengths).mean())
 
     def tune_discounts(self, val_sequences: np.ndarray, sweeps: int = 5) -> dict:
-        """Coordinate search over DISCOUNT_GRID minimising val cross-entropy, starting from the
-        textbook discounts; sets and returns the tuned ones."""
+        """For each kind of lower-order counts, coordinate search over DISCOUNT_GRID and STRENGTH_GRID
+        minimising val cross-entropy, from the textbook discounts and zero strengths; keeps the best and
+        returns what was tried. The textbook reference is plain KN (continuation counts, S = 0)."""
+        results = {}
+        for lower_counts in LOWER_COUNTS:
+            self.use_lower_counts(lower_counts)
+            results[lower_counts] = self._tune_current(val_sequences, sweeps)
+        chosen = min(LOWER_COUNTS, key=lambda name: results[name]["tuned_val_cross_entropy"])
+        self.use_lower_counts(chosen)
+        self.discounts = np.asarray(results[chosen]["tuned_discounts"])
+        self.strengths = np.asarray(results[chosen]["tuned_strengths"])
+        textbook = results["continuation"]
+        LOG.info(
+            "n-gram %s lower-order counts, discounts %s, strengths %s: val CE %.4f (textbook KN %s: %.4f)", chosen,
+            self.discounts.round(3).tolist(), self.strengths.round(1).tolist(), results[chosen]["tuned_val_cross_entropy"],
+            np.round(textbook["textbook_discounts"], 3).tolist(), textbook["textbook_val_cross_entropy"],
+        )
+        return {
+            "lower_order_counts": chosen,
+            "textbook_discounts": textbook["textbook_discounts"],
+            "textbook_val_cross_entropy": textbook["textbook_val_cross_entropy"],
+            "tuned_discounts": self.discounts.tolist(),
+            "tuned_strengths": self.strengths.tolist(),
+            "tuned_val_cross_entropy": results[chosen]["tuned_val_cross_entropy"],
+            "tuned_val_cross_entropy_by_lower_counts": {name: r["tuned_val_cross_entropy"] for name, r in results.items()},
+        }
+
+    def _tune_current(self, val_sequences: np.ndarray, sweeps: int) -> dict:
         stats = self.target_statistics(val_sequences)
 
-        def val_ce(discounts: np.ndarray) -> float:
-            return float(-np.log(self._target_probabilities(stats, discounts)).mean())
+        def val_ce(values: np.ndarray) -> float:
+            probability = self._target_probabilities(stats, values[: self.order], values[self.order :])
+            return float(-np.log(probability).mean())
 
         textbook = self.textbook_discounts()
-        best = textbook.copy()
+        best = np.concatenate([textbook, np.zeros(self.order)])
         best_ce = val_ce(best)
         textbook_ce = best_ce
+        grids = [DISCOUNT_GRID] * self.order + [STRENGTH_GRID] * self.order
         for _ in range(sweeps):
             improved = False
-            for m in range(self.order):
-                for value in DISCOUNT_GRID:
+            for index, grid in enumerate(grids):
+                for value in grid:
                     trial = best.copy()
-                    trial[m] = value
+                    trial[index] = value
                     ce = val_ce(trial)
                     if ce < best_ce - 1e-12:
                         best, best_ce, improved = trial, ce, True
             if not improved:
                 break
-        self.discounts = best
-        LOG.info("n-gram discounts %s: val CE %.4f (textbook %s: %.4f)", best.round(3).tolist(), best_ce, textbook.round(3).tolist(), textbook_ce)
         return {
             "textbook_discounts": textbook.tolist(),
             "textbook_val_cross_entropy": textbook_ce,
-            "tuned_discounts": best.tolist(),
+            "tuned_discounts": best[: self.order].tolist(),
+            "tuned_strengths": best[self.order :].tolist(),
             "tuned_val_cross_entropy": best_ce,
         }
 
@@ -263,6 +329,7 @@ class KneserNeyModel:
         for m in range(1, self.order + 1):
             level = self.levels[m - 1]
             discount = self.discounts[m - 1]
+            strength = self.strengths[m - 1]
             history = contexts[:, contexts.shape[1] - (m - 1) :] if m > 1 else contexts[:, :0]
             context_keys = _ngram_keys(history, vocab)
             total = _lookup(level.context_keys, level.context_totals, context_keys)
@@ -273,10 +340,10 @@ class KneserNeyModel:
             rows = np.repeat(np.arange(batch), sizes)
             starts = np.repeat(low - (np.cumsum(sizes) - sizes), sizes)
             index = np.arange(rows.size) + starts
-            mixed = discount * types[:, None] * probability
+            mixed = (discount * types[:, None] + strength) * probability
             mixed[rows, level.keys[index] % vocab] += np.maximum(level.counts[index] - discount, 0.0)
             seen = total > 0
-            probability[seen] = mixed[seen] / total[seen, None]
+            probability[seen] = mixed[seen] / (total[seen, None] + strength)
         return probability
 
     def state(self) -> dict:
@@ -285,6 +352,8 @@ class KneserNeyModel:
             "order": self.order,
             "vocab_size": self.vocab_size,
             "discounts": [float(d) for d in self.discounts],
+            "strengths": [float(s) for s in self.strengths],
+            "lower_counts": self.lower_counts,
             "ngram_keys": torch.from_numpy(self.keys.copy()),
             "ngram_counts": torch.from_numpy(self.counts.copy()),
         }
@@ -293,7 +362,7 @@ class KneserNeyModel:
     def from_state(cls, state: dict) -> "KneserNeyModel":
         return cls(
             int(state["order"]), int(state["vocab_size"]), state["ngram_keys"].numpy(), state["ngram_counts"].numpy(),
-            state["discounts"],
+            state["discounts"], state["strengths"], str(state["lower_counts"]),
         )
 
 
@@ -305,7 +374,7 @@ def _scores(model: KneserNeyModel, sequences: np.ndarray, batch_size: int) -> di
     """Per-window NLL / top-1 / top-5 through the shared metrics, from the full distribution."""
     pieces = []
     starts = range(0, sequences.shape[0], batch_size)
-    for start in tqdm(starts, desc="n-gram test", unit="batch", leave=False):
+    for start in tqdm(starts, desc="n-gram test", unit="batch", leave=False, disable=None):
         chunk = sequences[start : start + batch_size]
         log_probs = torch.from_numpy(np.log(model.distribution(chunk[:, :-1])))
         pieces.append(window_scores(log_probs, torch.from_numpy(chunk[:, -1].copy())))
@@ -340,7 +409,10 @@ def run_ngram_stage(args: argparse.Namespace) -> dict:
     atomic_torch_save({**model.state(), "counting": counting}, output_dir / MODEL_FILE)
     metrics = {
         "model": "ngram",
-        "model_config": {"order": args.order, "counting": args.ngram_counting, "discounts": model.discounts.tolist()},
+        "model_config": {
+            "order": args.order, "counting": args.ngram_counting, "discounts": model.discounts.tolist(),
+            "strengths": model.strengths.tolist(), "lower_order_counts": model.lower_counts,
+        },
         "task": "autoregressive",
         "parameters": int(sum(level.keys.size for level in model.levels)),
         "parameters_note": "n-gram types stored over all orders (each holds one count)",

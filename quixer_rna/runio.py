@@ -115,13 +115,19 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise UserError(f"{path}: not valid JSON ({exc})") from exc
 
 
+# Logs the GPU launchers (run_lambeq_gpu.sh, run_train_gpu.sh) start in the output folder before the
+# stage runs: a folder holding only these is still empty.
+LAUNCHER_LOGS = frozenset({"encode.log", "train.log"})
+
+
 def prepare_output_dir(path: str | os.PathLike, overwrite: bool, flag: str = "--output_dir") -> Path:
     """Create the output folder; refuse a non-empty one unless `overwrite` (which empties nothing:
     files are replaced one by one, atomically, as the stage writes them)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite and not _holds_failed_run(path):
+    holds_results = path.is_dir() and any(entry.name not in LAUNCHER_LOGS for entry in path.iterdir())
+    if holds_results and not overwrite and not _holds_failed_run(path):
         raise UserError(
             f"{flag} {path}: folder is not empty; pass --overwrite to replace its results or choose another folder"
         )

@@ -422,7 +422,7 @@ class Tuner:
         args = self.args
         started = time.monotonic()
         done = sum(t.state in FINISHED for t in self.study.get_trials(deepcopy=False))
-        bar = tqdm(total=args.n_trials, initial=min(done, args.n_trials), desc=f"tune {args.model}", unit="trial")
+        bar = tqdm(total=args.n_trials, initial=min(done, args.n_trials), desc=f"tune {args.model}", unit="trial", disable=None)
         with bar:
             while True:
                 if args.timeout is not None and time.monotonic() - started >= args.timeout:

@@ -156,3 +156,28 @@ def test_run_classical_prep_end_to_end(tmp_path):
     assert json.loads((out / "sentences" / "metadata.json").read_text())["k"] == 3
     first = (out / "sentences" / "train" / "sentences.txt").read_text().split("\n")[0].split()
     assert data["train"].sequences[0].tolist() == [kmer_to_id(kmer) for kmer in first]
+
+
+def test_run_train_gpu_usage_line_on_bad_arguments(tmp_path):
+    script = ROOT / "run_train_gpu.sh"
+    for args in ([], ["cpu", "lstm"], ["gpu0", "lstm", "out"], ["cpu", "rnn", "out"], ["0,x", "lstm", "out"]):
+        result = subprocess.run(["bash", str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, args
+        assert result.stderr.startswith("usage: bash run_train_gpu.sh DEVICES MODEL OUTPUT_DIR"), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_train_gpu_trains_on_cpu_and_a_rerun_reports_the_finished_run(tmp_path):
+    data = _token_files(tmp_path / "tokens")
+    out = tmp_path / "lstm"
+    command = ["bash", str(ROOT / "run_train_gpu.sh"), "cpu", "lstm", str(out),
+               "--data_dir", str(data), "--epochs", "1", "--embedding_dim", "8"]
+    env = dict(os.environ, PYTHON=sys.executable)
+    for _ in range(2):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    log = (out / "train.log").read_text()
+    assert log.count("run_train_gpu.sh: lstm on cpu, 1 process(es)") == 2
+    assert "already holds a completed run" in log
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "lstm" and metrics["epochs_run"] == 1

@@ -130,8 +130,30 @@ def test_state_round_trip_is_exact_and_loads_without_pickle(tmp_path):
     train = _windows(_stream(300, 7), 6, 1)
     model, _ = KneserNeyModel.fit(train, 3, VOCAB)
     model.discounts = np.array([0.3, 0.6, 0.9])
+    model.strengths = np.array([0.0, 2.5, 40.0])
+    model.use_lower_counts("raw")
     torch.save(model.state(), tmp_path / "m.pt")
     loaded = KneserNeyModel.from_state(torch.load(tmp_path / "m.pt", weights_only=True))
     contexts = train[:5, :-1]
     np.testing.assert_array_equal(loaded.distribution(contexts), model.distribution(contexts))
     assert not math.isnan(loaded.cross_entropy(train))
+
+
+def test_strengths_let_a_trigram_fall_back_to_the_unigram_on_unpredictable_tokens():
+    # iid tokens from a skewed distribution over 200 ids: no context helps, and with counts of 2-5 per
+    # context a discount of at most 1 cannot back off far enough, so textbook KN loses to the unigram
+    rng = np.random.default_rng(3)
+    weights = rng.dirichlet(np.full(200, 0.5))
+    train = rng.choice(200, size=(20000, 3), p=weights)
+    val = rng.choice(200, size=(5000, 3), p=weights)
+    unigram, _ = KneserNeyModel.fit(train, 1, 200)
+    unigram.tune_discounts(val)
+    trigram, _ = KneserNeyModel.fit(train, 3, 200)
+    report = trigram.tune_discounts(val)
+    assert report["textbook_val_cross_entropy"] > unigram.cross_entropy(val) + 0.05
+    assert trigram.cross_entropy(val) < unigram.cross_entropy(val) + 0.01
+    assert trigram.strengths[1:].max() > 10
+    np.testing.assert_allclose(trigram.distribution(train[:4, :2]).sum(axis=1), 1.0, atol=1e-12)
+    windows = train[:50]
+    direct = np.log(trigram.distribution(windows[:, :-1])[np.arange(50), windows[:, -1]])
+    np.testing.assert_allclose(trigram.target_log_probs(windows), direct, atol=1e-12)
