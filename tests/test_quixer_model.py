@@ -14,14 +14,7 @@ from quixer_rna.models.quixer import QuixerModel
 SMALL = {"embedding_dim": 16, "qubits": 3, "ansatz_layers": 2, "qsvt_degree": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: extra OpenMP threads only add wake-ups and spinning, which on a loaded
-    2-core machine made a training step 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tokens(vocab: int, windows: int, length: int, seed: int = 0) -> torch.Tensor:

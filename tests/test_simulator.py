@@ -22,14 +22,7 @@ qml = pytest.importorskip("pennylane")
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: extra OpenMP threads only add wake-ups and spinning, which on a loaded
-    2-core machine made a training step 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pl_circuit(angles: np.ndarray, gates) -> None:

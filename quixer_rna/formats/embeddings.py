@@ -22,7 +22,7 @@ from typing import Sequence
 
 from ..errors import UserError
 from ..runio import atomic_torch_save
-from . import SPLITS
+from . import SPLITS, split_files
 
 FORMATS = ("compact", "dense")
 
@@ -140,13 +140,7 @@ def load_embedding_split(path: str | Path) -> EmbeddingSplit:
 
 def load_embedding_dataset(embeddings_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, EmbeddingSplit]:
     """Load every split; a missing one, or splits of different widths, is a UserError."""
-    embeddings_dir = Path(embeddings_dir)
-    if not embeddings_dir.is_dir():
-        raise UserError(f"--embeddings_dir {embeddings_dir}: folder not found")
-    missing = [s for s in splits if not (embeddings_dir / f"{s}.pt").is_file()]
-    if missing:
-        raise UserError(f"--embeddings_dir {embeddings_dir}: missing split file(s) {', '.join(m + '.pt' for m in missing)}")
-    loaded = {s: load_embedding_split(embeddings_dir / f"{s}.pt") for s in splits}
+    loaded = {s: load_embedding_split(path) for s, path in split_files(embeddings_dir, "--embeddings_dir", splits).items()}
     dims = {s: e.dim for s, e in loaded.items()}
     if len(set(dims.values())) != 1:
         raise UserError(f"--embeddings_dir {embeddings_dir}: splits have different embedding widths {dims}")

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from ..errors import UserError
 from ..runio import atomic_torch_save
-from . import SPLITS
+from . import SPLITS, split_files
 
 
 @dataclass
@@ -102,19 +102,14 @@ def load_token_split(path: str | Path, vocab_size: int | None = None) -> TokenSp
 
 def load_token_dataset(data_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, TokenSplit]:
     """Load every split and check they agree on window length and vocabulary."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise UserError(f"--data_dir {data_dir}: folder not found")
-    missing = [s for s in splits if not (data_dir / f"{s}.pt").is_file()]
-    if missing:
-        raise UserError(f"--data_dir {data_dir}: missing split file(s) {', '.join(m + '.pt' for m in missing)}")
-    loaded = {s: load_token_split(data_dir / f"{s}.pt") for s in splits}
+    paths = split_files(data_dir, "--data_dir", splits)
+    loaded = {s: load_token_split(path) for s, path in paths.items()}
     vocab = max(split.vocab_size for split in loaded.values())
     lengths = {s: split.sequences.shape[1] for s, split in loaded.items()}
     if len(set(lengths.values())) != 1:
         raise UserError(f"--data_dir {data_dir}: splits have different window lengths {lengths}")
     for name, split in loaded.items():
         if len(split) == 0:
-            raise UserError(f"{data_dir / (name + '.pt')}: no windows")
+            raise UserError(f"{paths[name]}: no windows")
         split.vocab_size = vocab
     return loaded
