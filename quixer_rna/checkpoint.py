@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .runio import atomic_torch_save
+from .runio import atomic_torch_save, read_torch
 
 FORMAT = "quixer-rna-checkpoint"
 VERSION = 1
@@ -59,12 +59,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint on CPU; a corrupt or foreign file is a one-line UserError."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise UserError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}); pass --overwrite to start afresh"
-        ) from exc
+    state = read_torch(path, "checkpoint", "; pass --overwrite to start afresh")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not a quixer-rna checkpoint; pass --overwrite to start afresh")
     if state.get("version") != VERSION:

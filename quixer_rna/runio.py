@@ -115,6 +115,17 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise UserError(f"{path}: not valid JSON ({exc})") from exc
 
 
+def read_torch(path: str | os.PathLike, what: str, hint: str = "") -> Any:
+    """torch.load a tensors-and-plain-types file on CPU (weights_only: no pickled code runs); a corrupt or
+    foreign file is a one-line UserError ending with `hint`."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise UserError(f"{path}: not a readable {what} ({type(exc).__name__}: {str(exc)[:120]}){hint}") from exc
+
+
 # Logs the GPU launchers (run_lambeq_gpu.sh, run_train_gpu.sh) start in the output folder before the
 # stage runs: a folder holding only these is still empty.
 LAUNCHER_LOGS = frozenset({"encode.log", "train.log"})

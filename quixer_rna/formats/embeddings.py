@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
-from ..runio import atomic_torch_save
+from ..runio import atomic_torch_save, read_torch
 from . import SPLITS, split_files
 
 FORMATS = ("compact", "dense")
@@ -94,10 +94,7 @@ def load_embedding_split(path: str | Path) -> EmbeddingSplit:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: embedding file not found; --embeddings_dir must be the output of lambeq_encoder.py")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise UserError(f"{path}: not a readable embedding file ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    payload = read_torch(path, "embedding file")
     if not isinstance(payload, dict):
         raise UserError(f"{path}: expected a dict of tensors written by lambeq_encoder.py")
     fmt = payload.get("format", "dense" if "embeddings" in payload else None)

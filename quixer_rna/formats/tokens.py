@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
-from ..runio import atomic_torch_save
+from ..runio import atomic_torch_save, read_torch
 from . import SPLITS, split_files
 
 
@@ -64,10 +64,7 @@ def load_token_split(path: str | Path, vocab_size: int | None = None) -> TokenSp
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: token file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise UserError(f"{path}: not a readable token file ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    payload = read_torch(path, "token file")
     if not isinstance(payload, dict) or "sequences" not in payload:
         raise UserError(f"{path}: no 'sequences' tensor; expected the output of quantize_lambeq_embeddings.py")
     sequences = payload["sequences"]
