@@ -13,7 +13,7 @@ every overlap. With k > n, qubit q carries bases q, q+n, ...: their rotations co
 rotates the state the earlier one prepared), which keeps the order of the bases but is no longer a
 product of tetrahedral states: overlaps stop being (1/3)^Hamming and distinct k-mers can come close.
 
-The template is read from lambeq's circuit into a gate list (quixer_rna.circuit_sim) and evaluated for
+The template is read from lambeq's circuit into a gate list (quixer_rna.lambeq_sim) and evaluated for
 all 4^k k-mers in one batch; the tests check it against lambeq's own evaluation. `--context stairs` uses
 lambeq's stairs_reader composition: prefix state_t = STAIR(state_{t-1} (x) word_t), post-selected and
 renormalised after every step (a whole 32-word stairs diagram post-selects away nearly all the norm).
@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .circuit_sim import Circuit, Gate, complex_dtype, simulate
+from .lambeq_sim import LambeqCircuit, LambeqGate, complex_dtype, simulate
 from .errors import UserError
 from .kmers import BASES, id_to_kmer
 from .runio import RunRecord, atomic_write_json, prepare_output_dir
@@ -205,15 +205,15 @@ def evaluate_with_lambeq(circuit: Any, values: Callable[[str], float]) -> np.nda
     return np.asarray(concrete.eval(), dtype=np.complex128).reshape(-1)
 
 
-def read_circuit(diagram: Any, param_of: Callable[[str], int]) -> Circuit:
+def read_circuit(diagram: Any, param_of: Callable[[str], int]) -> LambeqCircuit:
     """lambeq circuit -> gate list. Wires are tracked through Kets and Bras, and qubits are relabelled so
     that the kept wires are 0..m-1 in lambeq's output order (post-selected qubits come after them)."""
-    from lambeq.backend.quantum import Bra, Controlled, Gate as LambeqGate, Ket, Rotation, Swap
+    from lambeq.backend.quantum import Bra, Controlled, Gate as LambeqBoxGate, Ket, Rotation, Swap
     from lambeq.backend.symbol import Symbol
 
     wires = list(range(len(diagram.dom)))
     n_total = len(wires)
-    gates: list[Gate] = []
+    gates: list[LambeqGate] = []
     post: dict[int, int] = {}
     removed: list[int] = []
 
@@ -231,35 +231,35 @@ def read_circuit(diagram: Any, param_of: Callable[[str], int]) -> Circuit:
         if isinstance(box, Ket):
             wires.insert(offset, n_total)
             if box.bit:
-                gates.append(Gate("fixed", n_total, matrix=((0, 1), (1, 0))))
+                gates.append(LambeqGate("fixed", n_total, matrix=((0, 1), (1, 0))))
             n_total += 1
         elif isinstance(box, Bra):
             qubit = wires.pop(offset)
             post[qubit] = box.bit
             removed.append(qubit)
         elif isinstance(box, Swap):
-            gates.append(Gate("swap", wires[offset], control=wires[offset + 1]))
+            gates.append(LambeqGate("swap", wires[offset], control=wires[offset + 1]))
         elif isinstance(box, Controlled):
-            info = LambeqGate.from_box(box, offset)
+            info = LambeqBoxGate.from_box(box, offset)
             inner = box.controlled
             if isinstance(inner, Controlled) or len(info.control) != 1:
                 raise ValueError(f"unsupported multi-controlled gate {box.name}")
             target, control = wires[info.gate_q], wires[info.control[0]]
             if isinstance(inner, Rotation):
-                gates.append(Gate(type(inner).__name__.lower(), target, control=control, **phase_fields(inner.phase)))
+                gates.append(LambeqGate(type(inner).__name__.lower(), target, control=control, **phase_fields(inner.phase)))
             else:
-                gates.append(Gate("fixed", target, control=control, matrix=fixed(inner)))
+                gates.append(LambeqGate("fixed", target, control=control, matrix=fixed(inner)))
         elif isinstance(box, Rotation):
-            gates.append(Gate(type(box).__name__.lower(), wires[offset], **phase_fields(box.phase)))
+            gates.append(LambeqGate(type(box).__name__.lower(), wires[offset], **phase_fields(box.phase)))
         elif len(box.dom) == 1 and len(box.cod) == 1 and not box.free_symbols:
-            gates.append(Gate("fixed", wires[offset], matrix=fixed(box)))
+            gates.append(LambeqGate("fixed", wires[offset], matrix=fixed(box)))
         else:
             raise ValueError(f"unsupported box {box.name!r} in a lambeq circuit")
 
     order = wires + removed
     relabel = {qubit: position for position, qubit in enumerate(order)}
     remapped = [
-        Gate(
+        LambeqGate(
             g.kind,
             relabel[g.target],
             control=None if g.control is None else relabel[g.control],
@@ -270,7 +270,7 @@ def read_circuit(diagram: Any, param_of: Callable[[str], int]) -> Circuit:
         )
         for g in gates
     ]
-    return Circuit(n_total, remapped, {relabel[q]: bit for q, bit in post.items()})
+    return LambeqCircuit(n_total, remapped, {relabel[q]: bit for q, bit in post.items()})
 
 
 # ---- the batched encoder ---------------------------------------------------------------------------------
@@ -296,9 +296,9 @@ class KmerEncoder:
     layers: int
     readout: str
     seed: int
-    word: Circuit
+    word: LambeqCircuit
     word_weights: torch.Tensor
-    stair: Circuit | None = None
+    stair: LambeqCircuit | None = None
     stair_weights: torch.Tensor | None = None
 
     @classmethod
@@ -330,9 +330,9 @@ class KmerEncoder:
     def states(self, ids: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Amplitudes [B, 2^n] of the k-mers `ids` [B]."""
         count = 2 * self.k  # the encoding layer: the template's first 2k gates, the only per-k-mer ones
-        encoded = simulate(Circuit(self.n_qubits, self.word.gates[:count]), encoding_params(ids, self.k).to(dtype))
+        encoded = simulate(LambeqCircuit(self.n_qubits, self.word.gates[:count]), encoding_params(ids, self.k).to(dtype))
         shared = torch.cat((torch.zeros(count, dtype=torch.float64), self.word_weights)).to(ids.device, dtype)
-        return simulate(Circuit(self.n_qubits, self.word.gates[count:]), shared.unsqueeze(0), encoded)
+        return simulate(LambeqCircuit(self.n_qubits, self.word.gates[count:]), shared.unsqueeze(0), encoded)
 
     def all_states(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Amplitudes [4^k, 2^n] of every k-mer, in chunks of at most 256 MB of state."""

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from quixer_rna import encoding
-from quixer_rna.circuit_sim import Circuit, simulate
+from quixer_rna.lambeq_sim import LambeqCircuit, simulate
 from quixer_rna.encoding import (
     ANSATZE,
     KmerEncoder,
@@ -84,7 +84,7 @@ def test_overlap_is_one_third_to_the_hamming_distance_before_and_after_shared_la
     hamming = (digits[:, None, :] != digits[None, :, :]).sum(-1)
     expected = (1 / 3) ** hamming.double()
     encoder = KmerEncoder.build(k, n, "Sim14", 2, "amplitudes", seed=1)
-    encoded_only = Circuit(n, encoder.word.gates[: 2 * k])
+    encoded_only = LambeqCircuit(n, encoder.word.gates[: 2 * k])
     assert all(g.param is not None and g.param < 2 * k for g in encoded_only.gates)
     before = simulate(encoded_only, encoding.encoding_params(ids, k))
     after = encoder.states(ids)

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from ..simulator import apply_circuit, circuit14_gates, pauli_expectations, polynomial_state
+from ..quixer_sim import apply_circuit, circuit14_gates, pauli_expectations, polynomial_state
 from . import register
 
 INIT_STRATEGIES = ("small_gaussian", "official", "uniform")

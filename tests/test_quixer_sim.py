@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from quixer_rna.simulator import (
+from quixer_rna.quixer_sim import (
     apply_circuit,
     circuit14_gates,
     lcu_powers,
     pauli_expectations,
     polynomial_state,
-    zero_state,
+    zero_planes,
 )
 
 qml = pytest.importorskip("pennylane")
@@ -66,7 +66,7 @@ def test_token_circuit_statevectors_match_pennylane(n):
         return qml.state()
 
     reference = np.stack([np.asarray(state(angles[:, b].double().numpy())) for b in range(5)], axis=-1)
-    ours = apply_circuit(zero_state(n, 5), angles, n, gates)
+    ours = apply_circuit(zero_planes(n, 5), angles, n, gates)
     assert np.abs(_complex(ours) - reference).max() < TOL
     # the adjoint path: M = U_t alone (one token, b = 1), first power
     adjoint = lcu_powers(angles.unsqueeze(-1), torch.ones(1), torch.zeros(1), n, gates, 1)[0]
@@ -137,7 +137,7 @@ def test_adjoint_gradients_match_plain_autograd_in_float32():
     adjoint = [angles.grad.clone(), b_re.grad.clone(), b_im.grad.clone()]
 
     a2, r2, i2 = (t.detach().clone().requires_grad_() for t in (angles, b_re, b_im))
-    v = zero_state(n, 2)
+    v = zero_planes(n, 2)
     total = torch.zeros(())
     for k in range(3):
         outs = [apply_circuit(v, a2[:, :, t], n, gates) for t in range(tokens)]

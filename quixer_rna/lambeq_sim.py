@@ -2,10 +2,11 @@
 
 lambeq evaluates one circuit at a time by tensor contraction; the encoder needs the same circuit
 template evaluated for thousands of parameter vectors at once (every k-mer, or every window of a
-chunk), so it reads lambeq's circuit into a `Circuit` of `Gate`s (quixer_rna.encoding does that) and
+chunk), so it reads lambeq's circuit into a `LambeqCircuit` of `LambeqGate`s (quixer_rna.encoding does that) and
 runs the whole batch here in torch, on CPU or CUDA. Conventions follow lambeq: qubit 0 is the most
 significant bit of a basis index, rotation phases are in turns (1.0 = 2 pi), Rz(p) = diag(e^{-i pi p},
-e^{i pi p}). This is separate from the Quixer simulator (quixer_rna.simulator).
+e^{i pi p}). The Quixer simulator (quixer_rna.quixer_sim) is a different one with other conventions:
+DEVELOPERS.md, "Two simulators", sets them side by side.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 
 @dataclass(frozen=True)
-class Gate:
+class LambeqGate:
     """One gate. `kind` is a rotation ("rx", "ry", "rz"), "fixed" (a constant 2x2 `matrix`, row = output)
     or "swap" (of `target` and `control`). A rotation's phase in turns is `scale * params[param]` when
     `param` is set, else the constant `value`. `control`, when set on a non-swap gate, makes it controlled."""
@@ -32,12 +33,12 @@ class Gate:
 
 
 @dataclass
-class Circuit:
+class LambeqCircuit:
     """A gate list on `n_qubits` wires, started in |0...0> (or a given state); `postselect` maps a
     qubit to the bit it is projected on at the end (lambeq's Bra); the projected qubits are dropped."""
 
     n_qubits: int
-    gates: list[Gate] = field(default_factory=list)
+    gates: list[LambeqGate] = field(default_factory=list)
     postselect: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -69,7 +70,7 @@ def _rotation_entries(kind: str, phase: torch.Tensor) -> tuple[torch.Tensor, ...
     raise ValueError(f"unknown rotation {kind!r}")
 
 
-def _gate_entries(gate: Gate, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _gate_entries(gate: LambeqGate, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Entries shaped [B] (or [1] when the gate is the same for the whole batch)."""
     if gate.kind == "fixed":
         dtype = complex_dtype(params.dtype)
@@ -82,7 +83,7 @@ def _gate_entries(gate: Gate, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return _rotation_entries(gate.kind, phase)
 
 
-def _apply_single(state: torch.Tensor, gate: Gate, params: torch.Tensor, n_qubits: int) -> None:
+def _apply_single(state: torch.Tensor, gate: LambeqGate, params: torch.Tensor, n_qubits: int) -> None:
     """Apply the gate in place on a view of `state` [B, 2^n]: the control = 1 half when controlled."""
     batch, t = state.shape[0], gate.target
     if gate.control is None:
@@ -118,20 +119,20 @@ def _apply_swap(state: torch.Tensor, a: int, b: int, n_qubits: int) -> torch.Ten
     return state.reshape(batch, *([2] * n_qubits)).transpose(a + 1, b + 1).reshape(batch, -1)
 
 
-def zero_state(batch: int, n_qubits: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+def zero_amplitudes(batch: int, n_qubits: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
     state = torch.zeros(batch, 2**n_qubits, dtype=complex_dtype(dtype), device=device)
     state[:, 0] = 1
     return state
 
 
-def simulate(circuit: Circuit, params: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+def simulate(circuit: LambeqCircuit, params: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
     """Run `circuit` on a batch: `params` real [B, P] (or [1, P] shared by a given batch of states),
     `state` complex [B, 2^n] (default |0...0>). Returns the amplitudes [B, 2^m] over the kept qubits,
     unnormalised when qubits were post-selected (as lambeq's own evaluation)."""
     n = circuit.n_qubits
     if params.dim() != 2:
         raise ValueError("params must be [B, P]")
-    state = zero_state(params.shape[0], n, params.dtype, params.device) if state is None else state.clone()
+    state = zero_amplitudes(params.shape[0], n, params.dtype, params.device) if state is None else state.clone()
     for gate in circuit.gates:
         if gate.kind == "swap":
             state = _apply_swap(state, gate.target, gate.control, n)

@@ -1,4 +1,5 @@
-"""Pure-PyTorch statevector simulator for Quixer's circuits: circuit-14 layers of RY and CRX gates, the
+"""Pure-PyTorch statevector simulator for Quixer's circuits (not lambeq's: see quixer_rna.lambeq_sim and
+DEVELOPERS.md, "Two simulators"): circuit-14 layers of RY and CRX gates, the
 LCU of per-token circuits, its powers applied to |0...0>, and Pauli expectations.
 
 Layout. A batch of n-qubit states is one real tensor [2, 2**n, B]: plane 0 holds the real parts, plane 1
@@ -26,21 +27,21 @@ from typing import Sequence
 import torch
 
 # ("ry", wire, -1) or ("crx", control, target)
-Gate = tuple[str, int, int]
+QuixerGate = tuple[str, int, int]
 
 # Windows per chunk in the CPU forward/backward (64 x T states): big enough to amortise the per-op
 # overhead, small enough to stay near cache; 32..128 measured within a few percent of each other.
 CPU_CHUNK_WINDOWS = 64
 
 
-def circuit14_gates(qubits: int, layers: int) -> list[Gate]:
-    """Gate order of circuit 14 (Sim et al. 2019), one angle per gate, in the order angles are consumed."""
+def circuit14_gates(qubits: int, layers: int) -> list[QuixerGate]:
+    """QuixerGate order of circuit 14 (Sim et al. 2019), one angle per gate, in the order angles are consumed."""
     if qubits < 2:
         raise ValueError(f"circuit 14 needs at least 2 qubits, got {qubits}")
     if layers < 1:
         raise ValueError(f"circuit 14 needs at least 1 layer, got {layers}")
     n = qubits
-    gates: list[Gate] = []
+    gates: list[QuixerGate] = []
     for _ in range(layers):
         gates += [("ry", w, -1) for w in range(n)]
         gates += [("crx", i, (i + 1) % n) for i in range(n - 1, -1, -1)]
@@ -49,7 +50,7 @@ def circuit14_gates(qubits: int, layers: int) -> list[Gate]:
     return gates
 
 
-def zero_state(qubits: int, batch: int, dtype: torch.dtype = torch.float32,
+def zero_planes(qubits: int, batch: int, dtype: torch.dtype = torch.float32,
                device: torch.device | str | None = None) -> torch.Tensor:
     """|0...0> for each of `batch` states, as [2, 2**qubits, batch]."""
     state = torch.zeros(2, 2**qubits, batch, dtype=dtype, device=device)
@@ -101,7 +102,7 @@ def _crx(state: torch.Tensor, n: int, control: int, target: int, c: torch.Tensor
     return torch.stack((off, torch.stack((re, im), dim=1)), dim=cdim).reshape(state.shape)
 
 
-def apply_circuit(state: torch.Tensor, angles: torch.Tensor, qubits: int, gates: Sequence[Gate]) -> torch.Tensor:
+def apply_circuit(state: torch.Tensor, angles: torch.Tensor, qubits: int, gates: Sequence[QuixerGate]) -> torch.Tensor:
     """Apply a circuit to [2, 2**n, B] states with per-state angles [len(gates), B] (or [len(gates), 1]
     shared); plain autograd, one intermediate state per gate, so keep it for small circuits."""
     cos, sin = torch.cos(angles / 2), torch.sin(angles / 2)
@@ -118,7 +119,7 @@ def apply_circuit(state: torch.Tensor, angles: torch.Tensor, qubits: int, gates:
 # view a gate touches, built once per pair of ping-pong buffers, so the gate loop issues only arithmetic
 # (building views per gate call cost about a fifth of the run time).
 
-def _gate_views(src: torch.Tensor, dst: torch.Tensor, n: int, gate: Gate) -> tuple:
+def _gate_views(src: torch.Tensor, dst: torch.Tensor, n: int, gate: QuixerGate) -> tuple:
     """Views that gate src -> dst needs: RY (src, dst, s0, s1, d0, d1); CRX (s_off, d_off, s_on, d_on,
     the four (re/im, target bit) quarters of s_on, then of d_on)."""
     kind, p, q = gate
@@ -148,18 +149,18 @@ def _apply_gate(kind: str, views: tuple, c: torch.Tensor, s: torch.Tensor) -> No
         di1.addcmul_(sr0, s, value=-1)
 
 
-def _forward_plan(x: torch.Tensor, y: torch.Tensor, n: int, gates: Sequence[Gate]) -> list[tuple]:
-    """Gate g reads x (g even) or y (g odd); with an even gate count the result lands back in x."""
+def _forward_plan(x: torch.Tensor, y: torch.Tensor, n: int, gates: Sequence[QuixerGate]) -> list[tuple]:
+    """QuixerGate g reads x (g even) or y (g odd); with an even gate count the result lands back in x."""
     return [_gate_views(*((x, y) if g % 2 == 0 else (y, x)), n, gate) for g, gate in enumerate(gates)]
 
 
-def _run_forward(plan: list[tuple], gates: Sequence[Gate], cos: Sequence[torch.Tensor],
+def _run_forward(plan: list[tuple], gates: Sequence[QuixerGate], cos: Sequence[torch.Tensor],
                  sin: Sequence[torch.Tensor]) -> None:
     for (kind, _, _), views, c, s in zip(gates, plan, cos, sin):
         _apply_gate(kind, views, c, s)
 
 
-def _grad_views(xg: torch.Tensor, scratch: torch.Tensor, n: int, gate: Gate) -> tuple:
+def _grad_views(xg: torch.Tensor, scratch: torch.Tensor, n: int, gate: QuixerGate) -> tuple:
     """Views for one gate's angle gradient from xg = [v_re, v_im, g_re, g_im] just after the gate:
     (product buffer, then the factor pairs whose products it sums)."""
     kind, p, q = gate
@@ -193,7 +194,7 @@ def _angle_grad(kind: str, views: tuple, out: torch.Tensor) -> None:
 
 
 def _adjoint_plan(xg: torch.Tensor, y: torch.Tensor, scratch: torch.Tensor, n: int,
-                  gates: Sequence[Gate]) -> list[tuple]:
+                  gates: Sequence[QuixerGate]) -> list[tuple]:
     """Backward walk over reversed gates, step j reading xg (j even) or y (j odd): per step the angle
     gradient views and the inverse-gate views. With an even gate count it ends back in xg."""
     plan = []
@@ -203,7 +204,7 @@ def _adjoint_plan(xg: torch.Tensor, y: torch.Tensor, scratch: torch.Tensor, n: i
     return plan
 
 
-def _run_adjoint(plan: list[tuple], gates: Sequence[Gate], cos: Sequence[torch.Tensor],
+def _run_adjoint(plan: list[tuple], gates: Sequence[QuixerGate], cos: Sequence[torch.Tensor],
                  neg_sin: Sequence[torch.Tensor], grad_rows: Sequence[torch.Tensor]) -> None:
     """Walk the circuit backwards on [v, g] at its output: write each gate's doubled angle gradient into
     its row of grad_rows, then undo the gate on v and pull g back through it (the inverse, and the
@@ -220,7 +221,7 @@ class _LcuPowers(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, angles: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor, qubits: int,
-                gates: tuple[Gate, ...], degree: int, chunk: int) -> torch.Tensor:
+                gates: tuple[QuixerGate, ...], degree: int, chunk: int) -> torch.Tensor:
         n, dim = qubits, 2**qubits
         num_gates, windows, tokens = angles.shape
         cos, sin = torch.cos(angles / 2), torch.sin(angles / 2)   # once, reused for every power
@@ -237,7 +238,7 @@ class _LcuPowers(torch.autograd.Function):
             c = cos[:, w0:w0 + nw].reshape(num_gates, bsz).unbind(0)
             s = sin[:, w0:w0 + nw].reshape(num_gates, bsz).unbind(0)
             outputs = angles.new_empty(degree, 2, dim, bsz)
-            v = zero_state(n, nw, angles.dtype, angles.device)
+            v = zero_planes(n, nw, angles.dtype, angles.device)
             for k in range(degree):
                 x.view(2, dim, nw, tokens).copy_(v.unsqueeze(-1))
                 _run_forward(plan, gates, c, s)
@@ -296,7 +297,7 @@ class _LcuPowers(torch.autograd.Function):
 
 @torch.compiler.disable  # eager by design: inductor's CPU code for these loops compiled for minutes and ran slower
 def lcu_powers(angles: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor, qubits: int,
-               gates: Sequence[Gate], degree: int, chunk: int | None = None) -> torch.Tensor:
+               gates: Sequence[QuixerGate], degree: int, chunk: int | None = None) -> torch.Tensor:
     """M^k |0...0> for k = 1..degree, where M = sum_t b_t U(angles[:, w, t]) for each window w.
 
     angles: [len(gates), W, T] (gate-major so each gate's angles are contiguous); b_re, b_im: [T].
@@ -313,12 +314,12 @@ def lcu_powers(angles: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor, qub
 
 
 def polynomial_state(angles: torch.Tensor, b_re: torch.Tensor, b_im: torch.Tensor, coeffs: torch.Tensor,
-                     qubits: int, gates: Sequence[Gate], chunk: int | None = None) -> torch.Tensor:
+                     qubits: int, gates: Sequence[QuixerGate], chunk: int | None = None) -> torch.Tensor:
     """psi = (sum_k c_k M^k |0...0>) / ||c||_1 for each window: [2, 2**qubits, W], not normalised (its
     squared norm is the post-selection probability). coeffs [d+1], c[0] the constant term."""
     windows = angles.shape[1]
     powers = lcu_powers(angles, b_re, b_im, qubits, gates, coeffs.shape[0] - 1, chunk)
-    psi = coeffs[0] * zero_state(qubits, windows, angles.dtype, angles.device)
+    psi = coeffs[0] * zero_planes(qubits, windows, angles.dtype, angles.device)
     psi = psi + torch.einsum("k,krnw->rnw", coeffs[1:], powers)
     return psi / coeffs.abs().sum()
 
