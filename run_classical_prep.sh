@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# FASTA -> k-mer sentences (OUT_DIR/sentences) -> raw k-mer token files (OUT_DIR/tokens) for the
-# classical baselines. Extra arguments go to prepare_autoregressive_data.py (e.g. --k 6 --stride 6).
+# FASTA -> k-mer streams (OUT_DIR/kmers) -> raw k-mer tokens (OUT_DIR/tokens) for the classical baselines:
+#   bash run_classical_prep.sh FASTA OUT_DIR [prepare_autoregressive_data.py flags ...]
+# then train on them with `train_classical_baselines.py --data_dir OUT_DIR ...` (the trainers find
+# OUT_DIR/tokens). Extra arguments go to prepare_autoregressive_data.py (e.g. --k 6 --stride 6).
+# Rerunning the same command skips a step that completed and redoes one that did not.
 # Set PYTHON to choose the interpreter (default python3).
 set -euo pipefail
 
@@ -21,6 +24,17 @@ fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python3}"
 
-"$python" "$here/prepare_autoregressive_data.py" --fasta "$fasta" --output_dir "$out_dir/sentences" "$@"
-"$python" "$here/prepare_classical_benchmarks.py" --data_dir "$out_dir/sentences" --output_dir "$out_dir/tokens"
-echo "raw k-mer tokens in $out_dir/tokens"
+step() {  # step FOLDER COMMAND...: skip a step whose run record says completed
+    local folder="$1"
+    shift
+    if "$python" -m quixer_rna.pipeline completed "$folder"; then
+        echo "$(basename "$0"): $folder already completed; skipped"
+    else
+        "$@"
+    fi
+}
+
+step "$out_dir/kmers" "$python" "$here/prepare_autoregressive_data.py" --fasta "$fasta" --output_dir "$out_dir/kmers" "$@"
+step "$out_dir/tokens" "$python" "$here/prepare_classical_benchmarks.py" --data_dir "$out_dir/kmers" \
+    --output_dir "$out_dir/tokens"
+echo "raw k-mer tokens in $out_dir/tokens (train on them with --data_dir $out_dir)"

@@ -1,6 +1,6 @@
 """One checkpoint format for every model: only tensors and plain types, so a checkpoint loads with
 `torch.load(weights_only=True)` (no pickled code runs), and everything needed to resume a run
-exactly - weights, optimiser, schedule, every RNG, position within the epoch, history.
+exactly - weights, optimiser, schedule, every rank's RNGs, position within the epoch, history.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from .errors import UserError
 from .runio import atomic_torch_save, read_torch
 
 FORMAT = "quixer-rna-checkpoint"
-VERSION = 1
+VERSION = 2
 LAST = "checkpoint_last.pt"
 BEST = "checkpoint_best.pt"
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Every RNG that training draws from (dropout uses torch's), as tensors and plain types."""
+def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every RNG this process draws from (dropout uses torch's, on its device), as tensors and plain types."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -35,12 +35,12 @@ def capture_rng_state() -> dict[str, Any]:
             "cached_gaussian": float(cached),
         },
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -48,8 +48,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(
         (npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["cached_gaussian"])
     )
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -1,17 +1,21 @@
-"""Conventions every root script shares: common flags, logging, seeding, device choice, and the
-wrapper that turns a user's mistake into one line on stderr instead of a traceback."""
+"""Conventions every root script shares: the parser (one-line errors, --config files), typed flags checked
+where they are parsed, common flags, logging, seeding, device choice, and the wrapper that turns a user's
+mistake into one line on stderr instead of a traceback."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import math
 import os
 import random
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from .errors import UserError
-from .runio import close_open_records
+from .progress import Every
+from .runio import read_json
 
 LOG = logging.getLogger("quixer_rna")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -21,8 +25,158 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows every flag's default in --help and keeps the description's line breaks."""
 
 
-def make_parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+class StageParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (naming the flag), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class ConfigFileParser(StageParser):
+    """A StageParser whose --config JSON file supplies defaults that command-line flags override."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config")
+        known, _ = pre.parse_known_args(args)
+        if known.config:
+            self.set_defaults(**self._config_values(known.config))
+        return super().parse_known_args(args, namespace)
+
+    def _config_value(self, path: str, key: str, value: Any, action: argparse.Action) -> Any:
+        """A JSON value converted the way the flag would convert it, or a one-line error."""
+        bad = f"--config {path}: {key}={value!r} is not a valid value"
+        if action.nargs == 0:  # store_true / store_false switches
+            if not isinstance(value, bool):
+                self.error(f"{bad} (expected true or false)")
+            return value
+        if value is None or action.type is None:
+            return value
+        if isinstance(value, bool) or (action.type is int and isinstance(value, float) and not value.is_integer()):
+            self.error(bad)
+        try:
+            return action.type(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+            self.error(f"{bad} ({exc})")
+
+    def _config_values(self, path: str) -> dict[str, Any]:
+        try:
+            values = read_json(path, "--config file")
+        except UserError as exc:
+            self.error(f"--config {exc}")
+        if not isinstance(values, dict):
+            self.error(f"--config {path}: expected a JSON object of flag values")
+        actions = {a.dest: a for a in self._actions if a.dest not in ("help", "config")}
+        unknown = sorted(k for k in values if k not in actions)
+        if unknown:
+            self.error(
+                f"--config {path}: unknown key(s) {', '.join(unknown)}; keys must be flags of this script without "
+                f"the dashes (e.g. {', '.join(sorted(actions)[:4])})"
+            )
+        checked: dict[str, Any] = {}
+        for key, value in values.items():
+            action = actions[key]
+            value = self._config_value(path, key, value, action)
+            if action.choices is not None and value not in action.choices:
+                self.error(f"--config {path}: {key}={value!r}; choose from {list(action.choices)}")
+            checked[key] = value
+            # A required flag given in the file no longer has to be on the command line.
+            action.required = False
+        return checked
+
+
+def make_parser(description: str, config_file: bool = False) -> StageParser:
+    cls = ConfigFileParser if config_file else StageParser
+    return cls(description=description, formatter_class=HelpFormatter)
+
+
+# ---- typed flags: a value outside its range is refused where it is parsed, naming the flag -------------------
+
+class _Number:
+    """An argparse type: `cast` the text and require `test`, else a one-line error naming what is expected."""
+
+    def __init__(self, cast: type, test: Callable[[Any], bool], wording: str):
+        self.cast, self.test, self.wording = cast, test, wording
+
+    def __call__(self, text: str | int | float) -> Any:
+        """Parse a flag's text, or check a number from a --config file (3.0 is a whole number, 3.5 is not)."""
+        try:
+            if isinstance(text, bool):
+                raise ValueError
+            if isinstance(text, float) and self.cast is int and not text.is_integer():
+                raise ValueError
+            value = self.cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {self.wording}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value) or not self.test(value):
+            raise argparse.ArgumentTypeError(f"expected {self.wording}, got {text!r}")
+        return value
+
+    def __repr__(self) -> str:
+        return self.wording
+
+
+positive_int = _Number(int, lambda v: v >= 1, "a whole number >= 1")
+nonnegative_int = _Number(int, lambda v: v >= 0, "a whole number >= 0")
+positive_float = _Number(float, lambda v: v > 0, "a number > 0")
+nonnegative_float = _Number(float, lambda v: v >= 0, "a number >= 0")
+open_fraction = _Number(float, lambda v: 0 < v < 1, "a fraction in (0, 1)")
+share = _Number(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
+rate = _Number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def every(text: str) -> Every:
+    """--log_every: N (optimiser steps) or Ns / Nm (seconds / minutes of wall time)."""
+    text = text.strip().lower()
+    try:
+        if text.endswith("s"):
+            value = Every(seconds=float(text[:-1]))
+        elif text.endswith("m"):
+            value = Every(seconds=60 * float(text[:-1]))
+        else:
+            value = Every(steps=int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N (steps), Ns or Nm (seconds, minutes), got {text!r}") from None
+    if (value.steps or 0) < 0 or (value.seconds or 0) < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative interval, got {text!r}")
+    return value
+
+
+def add_dataclass_args(group: Any, cls: type, *, skip: Sequence[str] = ()) -> None:
+    """One flag per field of a config dataclass: the field's default, and its metadata's help, argparse type
+    and choices. Booleans become switches."""
+    for item in dataclasses.fields(cls):
+        if item.name in skip:
+            continue
+        meta = item.metadata
+        if isinstance(item.default, bool):
+            group.add_argument(f"--{item.name}", action="store_true", help=meta.get("help"))
+            continue
+        group.add_argument(f"--{item.name}", type=meta.get("type"), default=item.default, choices=meta.get("choices"),
+                           help=meta.get("help"))
+
+
+def add_union_args(group: Any, classes: dict[str, type]) -> None:
+    """Flags for several config dataclasses at once (one script, several models): each field once, default
+    None meaning "the chosen model's default", which the help lists per model."""
+    seen: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for name, cls in classes.items():
+        for item in dataclasses.fields(cls):
+            seen.setdefault(item.name, []).append((name, item))
+    for field_name, owners in seen.items():
+        meta = owners[0][1].metadata
+        defaults = ", ".join(f"{name} {item.default}" for name, item in owners if item.default is not None)
+        users = "all" if len(owners) == len(classes) else ", ".join(name for name, _ in owners)
+        text = f"{meta.get('help')} ({users}; default {defaults or 'see the help text'})"
+        group.add_argument(f"--{field_name}", type=meta.get("type"), default=None, choices=meta.get("choices"),
+                           help=text.replace("%", "%%"))
+
+
+def dataclass_values(cls: type, namespace: argparse.Namespace, *, given_only: bool = False) -> dict[str, Any]:
+    """The values of `cls`'s fields in a parsed namespace (flags of the same names); with `given_only`, only
+    those not None (the rest keep the dataclass's defaults)."""
+    values = {item.name: getattr(namespace, item.name) for item in dataclasses.fields(cls) if hasattr(namespace, item.name)}
+    return {k: v for k, v in values.items() if v is not None} if given_only else values
 
 
 def add_common_args(
@@ -34,7 +188,8 @@ def add_common_args(
 ) -> None:
     """Add --seed, --log_level and, where the stage computes, --device; --overwrite where it writes."""
     group = parser.add_argument_group("common")
-    group.add_argument("--seed", type=int, default=seed_default, help="random seed; the same seed gives the same outputs")
+    group.add_argument("--seed", type=nonnegative_int, default=seed_default,
+                       help="random seed; the same seed gives the same outputs")
     group.add_argument(
         "--log_level", choices=LOG_LEVELS, default="info", help="logging verbosity; 'debug' also shows tracebacks of errors"
     )
@@ -61,7 +216,7 @@ def setup_logging(level: str) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (when already imported or importable) so runs repeat."""
+    """Seed Python, NumPy and torch (when already imported) so runs repeat."""
     random.seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     try:
@@ -77,28 +232,28 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(spec: str) -> "Any":
-    """Turn --device into a torch.device; asking for CUDA where there is none is a UserError."""
+    """Turn --device into a torch.device (cuda:N also becomes this process's current device, so every
+    allocation without an explicit index lands there); CUDA where there is none is a UserError."""
     import torch
 
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     if spec == "cpu":
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise UserError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto")
-        if ":" in spec:
-            index_text = spec.split(":", 1)[1]
-            if not index_text.isdigit():
-                raise UserError(f"--device {spec}: expected cuda:N with N a GPU index")
-            index = int(index_text)
-            if index >= torch.cuda.device_count():
-                raise UserError(
-                    f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible (indices from 0)"
-                )
-            return torch.device("cuda", index)
-        return torch.device("cuda")
+        if ":" not in spec:
+            return torch.device("cuda", torch.cuda.current_device())
+        index_text = spec.split(":", 1)[1]
+        if not index_text.isdigit():
+            raise UserError(f"--device {spec}: expected cuda:N with N a GPU index")
+        index = int(index_text)
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible (indices from 0)")
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     raise UserError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
 
 
@@ -107,27 +262,21 @@ def run_cli(
     body: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Parse arguments, set up logging and seeds, run `body`; user errors become one stderr line
-    and exit code 2, Ctrl-C exit code 130."""
+    """Parse arguments, set up logging and seeds, run `body`; user errors become one stderr line and exit
+    code 2, Ctrl-C exit code 130 (the stage's own record says how it ended: quixer_rna.stage)."""
     args = parser.parse_args(argv)
     level = getattr(args, "log_level", "info")
     setup_logging(level)
     if hasattr(args, "seed"):
         seed_everything(args.seed)
-    prog = parser.prog
     try:
         code = body(args)
     except UserError as exc:
         if level == "debug":
             LOG.exception("user error")
-        close_open_records("failed", str(exc))
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        close_open_records("interrupted", "KeyboardInterrupt")
-        print(f"{prog}: interrupted; rerun the same command to resume where supported", file=sys.stderr)
+        print(f"{parser.prog}: interrupted; rerun the same command to resume where supported", file=sys.stderr)
         return 130
-    except BaseException as exc:
-        close_open_records("failed", f"{type(exc).__name__}: {exc}")
-        raise
     return int(code or 0)

@@ -37,7 +37,11 @@ import torch
 from .lambeq_sim import LambeqCircuit, LambeqGate, complex_dtype, simulate
 from .errors import UserError
 from .kmers import BASES, id_to_kmer
-from .runio import RunRecord, atomic_write_json, prepare_output_dir
+from .formats.embeddings import TABLE_FILE, TABLE_KMERS_FILE
+from .formats.kmer_stream import KmerStream, StreamData
+from .progress import Progress
+from .runio import atomic_write_json
+from .stage import stage_run
 
 LOG = logging.getLogger("quixer_rna.encoding")
 
@@ -47,10 +51,12 @@ DEFAULT_LAYERS = 1
 READOUTS = ("probabilities", "amplitudes")
 CONTEXTS = ("none", "stairs")
 MAX_QUBITS = 14
+# Tables of every k-mer up to 4^10 rows (256 MB at D = 64); longer k-mers get rows for the occurring ones only.
+MAX_FULL_TABLE_ROWS = 4**10
+MAX_TABLE_K = 12
 ENCODING_SYMBOL = "enc"
 DISTINCT_TOLERANCE = 1e-9
 FLOAT32_DISTINCT_TOLERANCE = 1e-6  # a float32 (CUDA) table cannot resolve 1e-9
-PARALLEL_READ_BYTES = 64 << 20
 
 _TETRAHEDRON = {"A": (1, 1, 1), "C": (1, -1, -1), "G": (-1, 1, -1), "T": (-1, -1, 1)}
 _INDEX_SUFFIX = re.compile(r"_(\d+)$")
@@ -334,11 +340,14 @@ class KmerEncoder:
         shared = torch.cat((torch.zeros(count, dtype=torch.float64), self.word_weights)).to(ids.device, dtype)
         return simulate(LambeqCircuit(self.n_qubits, self.word.gates[count:]), shared.unsqueeze(0), encoded)
 
-    def all_states(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """Amplitudes [4^k, 2^n] of every k-mer, in chunks of at most 256 MB of state."""
-        ids = torch.arange(4**self.k, device=device)
+    def states_of(self, ids: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Amplitudes [len(ids), 2^n] of k-mers `ids` (on their device), in chunks of at most 256 MB of state."""
         chunk = max(1, (1 << 28) // (2**self.n_qubits * torch.empty(0, dtype=complex_dtype(dtype)).element_size()))
         return torch.cat([self.states(part, dtype) for part in ids.split(chunk)])
+
+    def all_states(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Amplitudes [4^k, 2^n] of every k-mer."""
+        return self.states_of(torch.arange(4**self.k, device=device), dtype)
 
     def table(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """float32 [4^k, D] readout of every k-mer, computed in `dtype` on `device`."""
@@ -387,72 +396,30 @@ def count_distinct_rows(table: torch.Tensor, tolerance: float = DISTINCT_TOLERAN
 
 # ---- the encode stage (lambeq_encoder.py) ----------------------------------------------------------------
 
-@dataclass
-class SplitIds:
-    """One split's windows as k-mer ids, with the labels and sources to carry through."""
-
-    ids: torch.Tensor
-    labels: torch.Tensor
-    sources: list[str]
-    path: str
-
-
-def kmers_to_ids(windows: Sequence[Sequence[str]], k: int) -> torch.Tensor:
-    """int64 [N, L] ids of equal-length windows of validated k-mers, vectorised (millions of k-mers a second)."""
-    if not windows:
-        return torch.zeros(0, 0, dtype=torch.int64)
-    letters = np.array(windows, dtype=f"<U{k}")
-    codes = letters.view(np.uint32).reshape(*letters.shape, k)
-    lookup = np.zeros(128, dtype=np.int64)
-    for digit, base in enumerate(BASES):
-        lookup[ord(base)] = digit
-    powers = 4 ** np.arange(k - 1, -1, -1, dtype=np.int64)
-    return torch.from_numpy(lookup[codes] @ powers)
+def check_against_stream(args: Any, stream: StreamData) -> None:
+    """Flags that repeat an upstream fact must agree with it (the k-mer stream's metadata.json)."""
+    where = stream.folder / "metadata.json"
+    if args.k is not None and args.k != stream.k:
+        raise UserError(f"--k {args.k}: the k-mer stream in {stream.folder} holds {stream.k}-mers ({where}); "
+                        "drop --k (it is read from there) or prepare the data again with that --k")
+    if args.max_kmers is not None and stream.window_size > args.max_kmers:
+        raise UserError(f"--max_kmers {args.max_kmers}: windows in {stream.folder} hold {stream.window_size} k-mers "
+                        f"({where}); drop --max_kmers or raise it")
 
 
-def load_split_ids(data_dir: str, split: str, k: int, max_kmers: int) -> SplitIds:
-    """Read and validate one split (file:line errors come from the sentence loader) and look its ids up."""
-    from .formats.sentences import SENTENCES_FILE, load_sentence_split
-
-    sentences = load_sentence_split(data_dir, split, k=k, max_kmers=max_kmers)
-    path = str(Path(data_dir) / split / SENTENCES_FILE)
-    if sentences.kmers:
-        width = len(sentences.kmers[0])
-        for line_no, window in enumerate(sentences.kmers, start=1):
-            if len(window) != width:
-                raise UserError(
-                    f"{path}:{line_no}: {len(window)} k-mers but line 1 has {width}; every window must have the same length"
-                )
-    return SplitIds(
-        kmers_to_ids(sentences.kmers, k), torch.tensor(sentences.labels, dtype=torch.int64), sentences.sources, path
-    )
-
-
-def load_all_ids(data_dir: str, splits: Sequence[str], k: int, max_kmers: int, workers: int) -> dict[str, SplitIds]:
-    """Every split, in parallel processes (one per split; they import torch, not lambeq) when workers > 1 and
-    the sentence files are large enough to repay a process's start-up."""
-    from .formats.sentences import SENTENCES_FILE
-
-    if not Path(data_dir).is_dir():
-        raise UserError(f"--data_dir {data_dir}: folder not found")
-    files = [Path(data_dir) / split / SENTENCES_FILE for split in splits]
-    total = sum(f.stat().st_size for f in files if f.is_file())
-    if workers <= 1 or total < PARALLEL_READ_BYTES:
-        loaded = {split: load_split_ids(data_dir, split, k, max_kmers) for split in splits}
-    else:
-        import multiprocessing
-
-        with ProcessPoolExecutor(min(workers, len(splits)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {split: pool.submit(load_split_ids, data_dir, split, k, max_kmers) for split in splits}
-            loaded = {split: future.result() for split, future in futures.items()}
-    widths = {split: s.ids.shape[1] for split, s in loaded.items() if s.ids.shape[0]}
-    if len(set(widths.values())) > 1:
-        raise UserError(f"--data_dir {data_dir}: splits have windows of different lengths {widths}")
-    width = next(iter(widths.values()), 0)
-    for split in loaded.values():
-        if split.ids.shape[0] == 0:
-            split.ids = torch.zeros(0, width, dtype=torch.int64)
-    return loaded
+def table_kmers(stream: StreamData) -> np.ndarray | None:
+    """None when every k-mer gets a table row; else the ids that occur in any split (k too large for all)."""
+    if stream.k > MAX_TABLE_K:
+        raise UserError(f"--k {stream.k} (from {stream.folder / 'metadata.json'}): k-mers longer than {MAX_TABLE_K} nt "
+                        f"have more than 4^{MAX_TABLE_K} ids, too many to embed even the occurring ones; prepare the "
+                        "data with a smaller --k")
+    if 4**stream.k <= MAX_FULL_TABLE_ROWS:
+        return None
+    present = np.zeros(4**stream.k, dtype=bool)
+    for split in stream.splits.values():
+        for begin in range(0, len(split.kmers), 1 << 24):
+            present[np.asarray(split.kmers[begin:begin + (1 << 24)], dtype=np.int64)] = True
+    return np.flatnonzero(present)
 
 
 def contextual_chunk_size(n_qubits: int, dtype: torch.dtype, budget_bytes: int = 1 << 28) -> int:
@@ -466,132 +433,154 @@ def _contextual_part(encoder: KmerEncoder, states: torch.Tensor, ids: torch.Tens
 
 
 def contextual_embeddings(
-    encoder: KmerEncoder, states: torch.Tensor, ids: torch.Tensor, workers: int, desc: str, chunk: int | None = None
-) -> torch.Tensor:
-    """Stairs embeddings [N, L, D] of windows `ids`, chunk by chunk on the device of `states`; on CPU with
-    workers > 1 the chunks go to that many processes (each with the threads OMP_NUM_THREADS gives it)."""
-    from tqdm import tqdm
+    encoder: KmerEncoder, states: torch.Tensor, stream: KmerStream, out: np.ndarray, workers: int, progress: Progress,
+    chunk: int | None = None,
+) -> None:
+    """Stairs embeddings of every window of `stream` into `out` [N, L, D], chunk by chunk on the device of
+    `states`; on CPU with workers > 1 the chunks go to that many processes (each with the threads
+    OMP_NUM_THREADS gives it)."""
+    size = chunk or contextual_chunk_size(encoder.n_qubits, states.real.dtype)
+    ranges = list(stream.iter_chunks(size))
 
-    if ids.shape[0] == 0:
-        return torch.zeros(0, ids.shape[1], readout_of(states[:1], encoder.readout).shape[1])
-    chunks = ids.split(chunk or contextual_chunk_size(encoder.n_qubits, states.real.dtype))
-    if workers > 1 and states.device.type == "cpu" and len(chunks) > 1:
+    def ids_of(begin: int, end: int) -> torch.Tensor:
+        return torch.from_numpy(stream.windows(np.arange(begin, end)).astype(np.int64))
+
+    if workers > 1 and states.device.type == "cpu" and len(ranges) > 1:
         import multiprocessing
 
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_contextual_part, encoder, states, chunk) for chunk in chunks]
-            parts = [f.result() for f in tqdm(futures, desc=desc, unit="chunk", leave=False, disable=None)]
+        with ProcessPoolExecutor(min(workers, len(ranges)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [(b, e, pool.submit(_contextual_part, encoder, states, ids_of(b, e))) for b, e in ranges]
+            for begin, end, future in futures:
+                out[begin:end] = future.result().numpy()
+                progress.update(end - begin)
     else:
-        parts = [
-            _contextual_part(encoder, states, chunk.to(states.device))
-            for chunk in tqdm(chunks, desc=desc, unit="chunk", leave=False, disable=None)
-        ]
-    return torch.cat(parts)
+        for begin, end in ranges:
+            out[begin:end] = _contextual_part(encoder, states, ids_of(begin, end).to(states.device)).numpy()
+            progress.update(end - begin)
+
+
+def export_dense(path: Path, embeddings: Callable[[], np.ndarray]) -> None:
+    """The seeds' per-window layout {embeddings [N, L, D], labels [N]} as a .pt file (an export)."""
+    from .runio import atomic_torch_save
+
+    values = torch.from_numpy(np.ascontiguousarray(embeddings()))
+    atomic_torch_save({"embeddings": values, "labels": torch.zeros(values.shape[0], dtype=torch.int64)}, path)
 
 
 def run_encode(args: Any) -> int:
     from .cli import resolve_device
-    from .formats import SPLITS
-    from .formats.embeddings import save_embedding_split
+    from .formats.embeddings import FORMAT, VERSION, WindowArrayWriter, save_npy, window_file
+    from .formats.kmer_stream import open_stream_data, stream_reference
 
-    for flag in ("k", "max_kmers", "layers", "workers"):
-        require_positive(f"--{flag}", getattr(args, flag))
     n_qubits = qubits_for(args.embedding_dim, args.readout)
     device = resolve_device(args.device)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
-    output_dir = prepare_output_dir(args.output_dir, args.overwrite)
-    record = RunRecord(output_dir, "lambeq_encoder", vars(args))
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    encoder = KmerEncoder.build(
-        args.k, n_qubits, args.ansatz, args.layers, args.readout, args.seed, stairs=args.context == "stairs"
-    )
-    timings["circuit_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    splits = load_all_ids(args.data_dir, SPLITS, args.k, args.max_kmers, args.workers)
-    timings["read_and_id_lookup_s"] = time.perf_counter() - start
-    LOG.info("read %s windows", {name: int(s.ids.shape[0]) for name, s in splits.items()})
-
-    start = time.perf_counter()
-    states = encoder.all_states(device, dtype)
-    table = readout_of(states, args.readout)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    timings["table_build_s"] = time.perf_counter() - start
-    tolerance = DISTINCT_TOLERANCE if dtype == torch.float64 else FLOAT32_DISTINCT_TOLERANCE
-    distinct = count_distinct_rows(table, tolerance)
-    table_cpu = table.float().cpu()
-    LOG.info("table of %d k-mers x %d built in %.2f s; %d distinct rows", table.shape[0], table.shape[1],
-             timings["table_build_s"], distinct)
-
-    timings["embedding_lookup_s"] = timings["write_s"] = 0.0
-    for name, split in splits.items():
-        path = output_dir / f"{name}.pt"
+    stream = open_stream_data(args.data_dir)
+    check_against_stream(args, stream)
+    k = stream.k
+    if args.context == "stairs" and 4**k > MAX_FULL_TABLE_ROWS:
+        raise UserError(f"--context stairs: needs every {k}-mer's state; use k <= {round(math.log(MAX_FULL_TABLE_ROWS, 4))}")
+    rows = table_kmers(stream)
+    timings["open_stream_s"] = time.perf_counter() - start
+    with stage_run(args.output_dir, "lambeq_encoder", vars(args), role="encode", overwrite=args.overwrite) as run:
+        output_dir = run.output_dir
         start = time.perf_counter()
-        if args.context == "stairs":
-            embeddings = contextual_embeddings(encoder, states, split.ids, args.workers, f"stairs {name}")
-            timings["embedding_lookup_s"] += time.perf_counter() - start
-            start = time.perf_counter()
-            save_embedding_split(path, k=args.k, labels=split.labels, sources=split.sources, kmer_ids=split.ids,
-                                 embeddings=embeddings)
-        elif args.dense:
-            embeddings = table_cpu[split.ids]
-            timings["embedding_lookup_s"] += time.perf_counter() - start
-            start = time.perf_counter()
-            save_embedding_split(path, k=args.k, labels=split.labels, sources=split.sources, kmer_ids=split.ids,
-                                 embeddings=embeddings)
-        else:
-            save_embedding_split(path, k=args.k, labels=split.labels, sources=split.sources, kmer_ids=split.ids,
-                                 table=table_cpu)
-        timings["write_s"] += time.perf_counter() - start
+        encoder = KmerEncoder.build(k, n_qubits, args.ansatz, args.layers, args.readout, args.seed,
+                                    stairs=args.context == "stairs")
+        timings["circuit_s"] = time.perf_counter() - start
 
-    try:
-        lambeq_version = metadata.version("lambeq")
-    except metadata.PackageNotFoundError:
-        lambeq_version = None
-    windows = {name: int(s.ids.shape[0]) for name, s in splits.items()}
-    distinct_kmers = {name: int(torch.unique(s.ids).numel()) for name, s in splits.items()}
-    info = {
-        "stage": "lambeq_encoder",
-        "lambeq_version": lambeq_version,
-        "ansatz": args.ansatz,
-        "qubits": n_qubits,
-        "layers": args.layers,
-        "readout": args.readout,
-        "readout_layout": "probabilities |a_i|^2, i = basis index, qubit 0 most significant"
-        if args.readout == "probabilities"
-        else "[Re a_0 .. Re a_{2^n-1}, Im a_0 .. Im a_{2^n-1}], qubit 0 most significant",
-        "context": args.context,
-        "format": "dense" if args.context == "stairs" or args.dense else "compact",
-        "k": args.k,
-        "embedding_dim": args.embedding_dim,
-        "max_kmers": args.max_kmers,
-        "window_length": int(next(iter(splits.values())).ids.shape[1]),
-        "seed": args.seed,
-        "device": str(device),
-        "precision": str(dtype).replace("torch.", ""),
-        "encoding": {
-            "bases": "tetrahedral Bloch states A=(1,1,1) C=(1,-1,-1) G=(-1,1,-1) T=(-1,-1,1)/sqrt(3), Ry then Rz",
-            "base_to_qubit": "base j on qubit j mod n",
-            "bases_per_qubit": math.ceil(args.k / n_qubits),
-            "angles_turns": {base: [float(v) for v in row] for base, row in zip(BASES, base_angles())},
-        },
-        "shared_weights": {
-            "word": int(encoder.word_weights.numel()),
-            "stair": int(encoder.stair_weights.numel()) if encoder.stair_weights is not None else 0,
-            "distribution": "uniform in [0, 1) turns from torch.Generator seeded by --seed",
-        },
-        "windows": windows,
-        "distinct_kmers": distinct_kmers,
-        "table_rows": int(table.shape[0]),
-        "distinct_embeddings": distinct,
-        "distinct_tolerance": tolerance,
-        "timings": {key: round(value, 4) for key, value in timings.items()},
-        "data_dir": str(args.data_dir),
-    }
-    atomic_write_json(output_dir / "metadata.json", info)
-    record.finish({**{key: info[key] for key in ("windows", "distinct_kmers", "distinct_embeddings", "qubits")},
-                   **timings})
+        start = time.perf_counter()
+        ids = torch.arange(4**k, device=device) if rows is None else torch.from_numpy(rows).to(device)
+        states = encoder.states_of(ids, dtype)
+        table = readout_of(states, args.readout)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings["table_build_s"] = time.perf_counter() - start
+        tolerance = DISTINCT_TOLERANCE if dtype == torch.float64 else FLOAT32_DISTINCT_TOLERANCE
+        distinct = count_distinct_rows(table, tolerance)
+        table_cpu = table.float().cpu().numpy()
+        LOG.info("table of %d k-mers x %d built in %.2f s; %d distinct rows", table.shape[0], table.shape[1],
+                 timings["table_build_s"], distinct)
+
+        start = time.perf_counter()
+        files: dict[str, str] = {}
+        windows = {name: split.num_windows for name, split in stream.splits.items()}
+        if args.context == "stairs":
+            for name, split in stream.splits.items():
+                writer = WindowArrayWriter(window_file(output_dir, name), (split.num_windows, split.window_size,
+                                                                            args.embedding_dim), np.float32)
+                with Progress(split.num_windows, f"stairs {name}", unit="window", every=args.log_every) as progress:
+                    contextual_embeddings(encoder, states, split, writer.array, args.workers, progress)
+                files[window_file(output_dir, name).name] = writer.close()
+        else:
+            files[TABLE_FILE] = save_npy(output_dir / TABLE_FILE, table_cpu)
+            if rows is not None:
+                files[TABLE_KMERS_FILE] = save_npy(output_dir / TABLE_KMERS_FILE, rows)
+        if args.dense:
+            for name, split in stream.splits.items():
+                if args.context == "stairs":
+                    export_dense(output_dir / f"{name}.pt", lambda: np.load(window_file(output_dir, name), mmap_mode="r"))
+                else:
+                    export_dense(output_dir / f"{name}.pt", lambda: _table_rows(table_cpu, rows, split.windows(
+                        np.arange(split.num_windows))))
+        timings["write_s"] = time.perf_counter() - start
+
+        try:
+            lambeq_version = metadata.version("lambeq")
+        except metadata.PackageNotFoundError:
+            lambeq_version = None
+        distinct_kmers = {name: int(np.unique(np.asarray(split.kmers)).size) for name, split in stream.splits.items()}
+        info = {
+            "format": FORMAT,
+            "version": VERSION,
+            "layout": "windows" if args.context == "stairs" else "table",
+            "stage": "lambeq_encoder",
+            "stream": stream_reference(stream, output_dir),
+            "files": files,
+            "lambeq_version": lambeq_version,
+            "ansatz": args.ansatz,
+            "qubits": n_qubits,
+            "layers": args.layers,
+            "readout": args.readout,
+            "readout_layout": "probabilities |a_i|^2, i = basis index, qubit 0 most significant"
+            if args.readout == "probabilities"
+            else "[Re a_0 .. Re a_{2^n-1}, Im a_0 .. Im a_{2^n-1}], qubit 0 most significant",
+            "context": args.context,
+            "k": k,
+            "embedding_dim": args.embedding_dim,
+            "window_length": stream.window_size,
+            "seed": args.seed,
+            "device": str(device),
+            "precision": str(dtype).replace("torch.", ""),
+            "encoding": {
+                "bases": "tetrahedral Bloch states A=(1,1,1) C=(1,-1,-1) G=(-1,1,-1) T=(-1,-1,1)/sqrt(3), Ry then Rz",
+                "base_to_qubit": "base j on qubit j mod n",
+                "bases_per_qubit": math.ceil(k / n_qubits),
+                "angles_turns": {base: [float(v) for v in row] for base, row in zip(BASES, base_angles())},
+            },
+            "shared_weights": {
+                "word": int(encoder.word_weights.numel()),
+                "stair": int(encoder.stair_weights.numel()) if encoder.stair_weights is not None else 0,
+                "distribution": "uniform in [0, 1) turns from torch.Generator seeded by --seed",
+            },
+            "windows": windows,
+            "distinct_kmers": distinct_kmers,
+            "table_rows": int(table.shape[0]),
+            "table_holds": "every k-mer" if rows is None else "the k-mers that occur in any split",
+            "distinct_embeddings": distinct,
+            "distinct_tolerance": tolerance,
+            "timings": {key: round(value, 4) for key, value in timings.items()},
+            "data_dir": str(args.data_dir),
+        }
+        atomic_write_json(output_dir / "metadata.json", info)
+        run.finish({**{key: info[key] for key in ("windows", "distinct_kmers", "distinct_embeddings", "qubits", "k")},
+                    **timings})
     LOG.info("wrote %s: %s windows, %d distinct embeddings of %d k-mers", output_dir, windows, distinct, table.shape[0])
     return 0
+
+
+def _table_rows(table: np.ndarray, rows: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
+    ids = ids.astype(np.int64)
+    return table[ids if rows is None else np.searchsorted(rows, ids)]

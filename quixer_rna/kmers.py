@@ -3,8 +3,6 @@ significant, so `ACGT` -> 0b00011011 = 27. Ids depend on the k-mer alone, never 
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
-
 BASES = "ACGT"
 _DIGIT = {base: i for i, base in enumerate(BASES)}
 
@@ -27,13 +25,3 @@ def id_to_kmer(index: int, k: int) -> str:
 def all_kmers(k: int) -> list[str]:
     """All 4^k k-mers in id order."""
     return [id_to_kmer(i, k) for i in range(4**k)]
-
-
-def windows_to_ids(windows: Iterable[Sequence[str]]) -> "torch.Tensor":  # noqa: F821
-    """Map equal-length windows of k-mers to an int64 tensor [N, L] of k-mer ids."""
-    import torch
-
-    rows = [[kmer_to_id(kmer) for kmer in window] for window in windows]
-    if rows and len({len(r) for r in rows}) != 1:
-        raise ValueError("windows must all have the same number of k-mers")
-    return torch.tensor(rows, dtype=torch.int64).reshape(len(rows), -1 if rows else 0)

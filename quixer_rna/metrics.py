@@ -9,15 +9,9 @@ train-unigram perplexities of the same targets are printed beside every result a
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Sequence
-
 import torch
 
-from .runio import atomic_torch_save
-
 TOP_K = 5
-PREDICTIONS_FILE = "test_predictions.pt"
 UNIGRAM_SMOOTHING = "add-one (Laplace) smoothing of train target counts, so unseen tokens keep a finite probability"
 
 
@@ -33,13 +27,15 @@ def window_scores(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torc
 
 
 def score_sums(scores: dict[str, torch.Tensor]) -> torch.Tensor:
-    """[nll sum, correct, top-5 hits, windows] as float64, the unit summed across batches and ranks."""
+    """[nll sum, correct, top-5 hits, windows] as float64 on the scores' device (no host round trip), the unit
+    summed across batches and ranks."""
+    nll = scores["nll"]
     return torch.stack(
         [
-            scores["nll"].double().sum(),
+            nll.double().sum(),
             scores["correct"].double().sum(),
             scores["top5"].double().sum(),
-            torch.tensor(float(scores["nll"].numel()), dtype=torch.float64, device=scores["nll"].device),
+            torch.full((), float(nll.numel()), dtype=torch.float64, device=nll.device),
         ]
     )
 
@@ -62,36 +58,19 @@ def summarize(sums: torch.Tensor) -> dict[str, float]:
     }
 
 
-def unigram_log_probs(train_targets: torch.Tensor, num_classes: int, smoothing: float = 1.0) -> torch.Tensor:
-    """Log-probabilities of the train target distribution with add-`smoothing` (Laplace) counts."""
-    counts = torch.bincount(train_targets.view(-1).long(), minlength=num_classes).double() + smoothing
+def unigram_log_probs(target_counts: torch.Tensor, smoothing: float = 1.0) -> torch.Tensor:
+    """Log-probabilities of the train target distribution (`target_counts` [V]) with add-`smoothing` counts."""
+    counts = target_counts.double().cpu() + smoothing
     return torch.log(counts / counts.sum())
 
 
-def unigram_perplexity(train_targets: torch.Tensor, test_targets: torch.Tensor, num_classes: int) -> float:
-    """Perplexity on `test_targets` of a context-free model that predicts the train target frequencies."""
-    log_probs = unigram_log_probs(train_targets, num_classes)
-    return math.exp(float(-log_probs[test_targets.view(-1).long()].mean()))
-
-
-def reference_perplexities(train_targets: torch.Tensor, test_targets: torch.Tensor, num_classes: int) -> dict:
-    """What any model must beat: guessing uniformly (perplexity = number of classes) and the unigram."""
+def reference_perplexities(train_counts: torch.Tensor, test_counts: torch.Tensor) -> dict:
+    """What any model must beat on the same targets: guessing uniformly (perplexity = vocabulary size) and the
+    train-target unigram, from target counts [V] of the train and test windows."""
+    log_probs = unigram_log_probs(train_counts)
+    test = test_counts.double().cpu()
     return {
-        "uniform_perplexity": float(num_classes),
-        "unigram_perplexity": unigram_perplexity(train_targets, test_targets, num_classes),
+        "uniform_perplexity": float(len(train_counts)),
+        "unigram_perplexity": math.exp(float(-(log_probs * test).sum() / test.sum())),
         "unigram_smoothing": UNIGRAM_SMOOTHING,
     }
-
-
-def save_test_predictions(path: str | Path, scores: dict[str, torch.Tensor], sources: Sequence[str]) -> None:
-    """The per-window record the report stage resamples by transcript for confidence intervals."""
-    nll = scores["nll"].detach().cpu().float()
-    if len(sources) != nll.numel():
-        raise ValueError(f"{len(sources)} sources for {nll.numel()} windows")
-    payload = {
-        "nll": nll.contiguous(),
-        "correct": scores["correct"].detach().cpu().bool().contiguous(),
-        "top5": scores["top5"].detach().cpu().bool().contiguous(),
-        "sources": list(sources),
-    }
-    atomic_torch_save(payload, path)

@@ -27,17 +27,17 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 from urllib.error import HTTPError, URLError
 
-from tqdm import tqdm
-
 from .errors import UserError
+from .progress import Progress
 from .fasta import FastaRecord, format_record, iter_fasta, iter_fasta_text, parse_header
-from .runio import ARGS_FILE, RunRecord, atomic_write_text, read_json
+from .runio import atomic_write_json, atomic_write_text
+from .stage import StageRun, stage_run
 
 LOG = logging.getLogger(__name__)
 
 STAGE = "download_rna_sequences"
 NCBI_EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
-MISSING_FILE = "missing_ids.txt"
+MISSING_FILE = "missing_ids.txt"  # beside the FASTA, named after it: rna.fasta.missing_ids.txt
 DEFAULT_PREFIXES = ("NM_",)
 NCBI_RATE_LIMIT = 3.0
 NCBI_RATE_LIMIT_WITH_KEY = 10.0
@@ -442,31 +442,27 @@ class FastaAppender:
 # ---------------------------------------------------------------- the stage
 
 
-def claim_output(fasta: Path, overwrite: bool, same_run: dict[str, object]) -> Path:
-    """The FASTA's folder, which holds the run record and missing_ids.txt. Refuses a folder whose run
-    record is another stage's, or this stage's with a different source or selection (appending to
-    that FASTA would mix two downloads), unless --overwrite."""
+def check_output(fasta: Path) -> None:
+    """--output must be a plain FASTA file's path in a folder (the download appends to it)."""
     if fasta.suffix == ".gz":
         raise UserError(f"--output {fasta}: write plain FASTA (the download appends to it); compress it afterwards")
     if fasta.is_dir():
         raise UserError(f"--output {fasta}: is a folder; give the FASTA file's path, e.g. {fasta / 'rna_sequences.fasta'}")
-    folder = fasta.parent
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--output {fasta}: {folder} is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    previous = folder / ARGS_FILE
-    if overwrite or not previous.is_file():
-        return folder
-    record = read_json(previous, "run record")
-    stage = record.get("stage") if isinstance(record, dict) else None
-    if stage != STAGE:
-        raise UserError(f"--output {fasta}: {previous} belongs to stage '{stage}'; choose another folder or pass --overwrite")
-    old = record.get("args") or {}
+    if fasta.parent.exists() and not fasta.parent.is_dir():
+        raise UserError(f"--output {fasta}: {fasta.parent} is not a folder")
+
+
+def check_same_run(run: StageRun, fasta: Path, overwrite: bool, same_run: dict[str, object]) -> None:
+    """Refuse to append to a FASTA whose recorded download used another source or selection (it would mix
+    two downloads), unless --overwrite."""
+    if overwrite or run.previous_record is None:
+        return
+    old = run.previous_record.get("args") or {}
     changed = [key for key, value in same_run.items() if _comparable(key, old.get(key)) != _comparable(key, value)]
     if changed:
-        raise UserError(f"--output {fasta}: the run recorded in {previous} used different --{', --'.join(changed)}; "
-                        "rerun with the same flags to resume, or pass --overwrite to start afresh")
-    return folder
+        raise UserError(f"--output {fasta}: the download recorded in {run.place.args_path} used different "
+                        f"--{', --'.join(changed)}; rerun with the same flags to resume, or pass --overwrite to start "
+                        "afresh")
 
 
 def _comparable(key: str, value: object) -> object:
@@ -523,22 +519,26 @@ class Download:
 def run_ncbi(args: argparse.Namespace) -> int:
     """Fetch the selected RefSeq transcripts into args.output, resuming a previous run."""
     started = time.monotonic()
-    if not args.csv:
-        raise UserError("--csv: required with --source ncbi (NCBI's GRCh38_latest_rna_summary.csv)")
-    _check_numbers(args)
     base_url = _normalise_url(args.eutils_url)
     prefixes = parse_prefixes(args.prefixes)
     rows = read_summary_csv(args.csv, prefixes)
     selection = select_transcripts(rows, args.max_sequences, args.sample, args.seed)
-    expected_length = {t.accession: t.length for t in selection}
-
     fasta = Path(args.output)
+    check_output(fasta)
     same_run: dict[str, object] = {"source": "ncbi", "csv": args.csv, "prefixes": list(prefixes),
                                    "sample": args.sample, "output": args.output}
     if args.sample:
         same_run["seed"] = args.seed
-    folder = claim_output(fasta, args.overwrite, same_run)
-    missing_path = folder / MISSING_FILE
+    with stage_run(fasta, STAGE, vars(args), role="download", overwrite=args.overwrite, flag="--output",
+                   single_file=True, completed="rerun") as run:
+        check_same_run(run, fasta, args.overwrite, same_run)
+        return _download(args, run, fasta, selection, rows, prefixes, base_url, started)
+
+
+def _download(args: argparse.Namespace, run: StageRun, fasta: Path, selection: list[Transcript],
+              rows: list[Transcript], prefixes: tuple[str, ...], base_url: str, started: float) -> int:
+    expected_length = {t.accession: t.length for t in selection}
+    missing_path = run.place.named(MISSING_FILE)
     if args.overwrite:
         fasta.unlink(missing_ok=True)
         missing_path.unlink(missing_ok=True)
@@ -559,7 +559,6 @@ def run_ncbi(args: argparse.Namespace) -> int:
     if base_url == NCBI_EUTILS and per_second > limit:
         LOG.warning("--requests_per_second %s is above NCBI's limit of %s/s; expect HTTP 429", per_second, limit)
 
-    record = RunRecord(folder, STAGE, vars(args))
     client = EntrezClient(base_url, RateLimiter(per_second), args.max_retries, args.retry_base_delay,
                           args.retry_max_delay, args.seed)
     appender = FastaAppender(fasta)
@@ -594,25 +593,24 @@ def run_ncbi(args: argparse.Namespace) -> int:
         }
 
     LOG.info("%d ids selected (%s): %d already in %s, %d listed in %s; fetching %d",
-             len(selection), " ".join(prefixes), n_present, fasta, n_known_missing, MISSING_FILE, len(todo))
+             len(selection), " ".join(prefixes), n_present, fasta, n_known_missing, missing_path, len(todo))
     try:
+        report = lambda: {"sequences": len(present) + download.fetched, "missing": len(missing)}  # noqa: E731
         with entrez_session(base_url, email_address, api_key, args.timeout), \
-                tqdm(total=len(todo), unit="id", desc="efetch", mininterval=0.5, disable=None) as bar:
+                Progress(len(todo), "efetch", unit="id", every=args.log_every, report=report) as progress:
             for begin in range(0, len(todo), args.batch_size):
                 batch = todo[begin:begin + args.batch_size]
                 download.run_batch(batch)
-                bar.update(len(batch))
-                bar.set_postfix(sequences=len(present) + download.fetched, missing=len(missing), refresh=False)
-    except UserError:
-        record.finish(metrics(), status="failed")
-        raise
-    except KeyboardInterrupt:
-        record.finish(metrics(), status="interrupted")
+                progress.update(len(batch))
+    except BaseException:
+        # The run record says how it ended (quixer_rna.stage); what was fetched so far is kept beside it.
+        with contextlib.suppress(OSError):
+            atomic_write_json(run.place.metrics_path, metrics())
         raise
     finally:
         appender.close()
     result = metrics()
-    record.finish(result)
+    run.finish(result)
     LOG.info("fetched %d, %d missing (see %s), %d requests, %s ids/s; %s holds %d records",
              result["fetched"], result["missing"], missing_path, result["requests"], result["ids_per_second"],
              fasta, result["records_in_fasta"])
@@ -623,19 +621,3 @@ def _normalise_url(url: str) -> str:
     if not re.match(r"^https?://[^/]+", url or ""):
         raise UserError(f"--eutils_url {url}: expected an http(s) address such as {NCBI_EUTILS}")
     return url if url.endswith("/") else url + "/"
-
-
-def _check_numbers(args: argparse.Namespace) -> None:
-    checks = [
-        ("--batch_size", args.batch_size, args.batch_size >= 1),
-        ("--max_sequences", args.max_sequences, args.max_sequences is None or args.max_sequences >= 1),
-        ("--max_retries", args.max_retries, args.max_retries >= 0),
-        ("--retry_base_delay", args.retry_base_delay, args.retry_base_delay >= 0),
-        ("--retry_max_delay", args.retry_max_delay, args.retry_max_delay >= 0),
-        ("--timeout", args.timeout, args.timeout > 0),
-        ("--requests_per_second", args.requests_per_second,
-         args.requests_per_second is None or args.requests_per_second > 0),
-    ]
-    for flag, value, ok in checks:
-        if not ok:
-            raise UserError(f"{flag} {value}: out of range (see --help)")

@@ -4,12 +4,10 @@ beat on the same windows.
 It scores the target (last token) of each window given the preceding `order - 1` tokens. By default
 (`counting="targets"`) it counts, in the train split, the n-gram ending at each window's target:
 exactly the examples the neural models are trained on, one per window, so with `--window_step 1`
-every position of a transcript after its first window is counted once, and the counts do not depend
-on the order of the windows in the file. `counting="transcript"` counts every position of the
-underlying transcripts once instead (also the first window's positions): consecutive windows that
-overlap (the same stretch of transcript shifted by the data's window step, inferred from the windows
-themselves) contribute only their new positions, so overlapping windows never count a position
-twice; only n-grams with a full `order - 1` history inside their window are counted.
+every position of a transcript after its first window is counted once. `counting="transcript"` counts
+every position of the train stream's window-covered stretches once instead (also the first window's
+positions), each with its `order - 1` predecessors in the same stretch. Counting runs over the k-mer stream
+in chunks with vectorised numpy (sort/unique of packed n-gram keys), never over Python dictionaries.
 
 Smoothing (Chen & Goodman's interpolated Kneser-Ney, one absolute discount D_m per order, with the
 strength S_m >= 0 of Teh's hierarchical Pitman-Yor model, whose predictive rule KN approximates):
@@ -43,12 +41,16 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .errors import UserError
-from .formats.tokens import load_token_dataset
-from .metrics import PREDICTIONS_FILE, reference_perplexities, save_test_predictions, score_sums, summarize, window_scores
-from .runio import RunRecord, atomic_torch_save, prepare_output_dir
+from .formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
+from .formats.results import read_result, write_result
+from .formats.tokens import TokenWindows, open_tokens
+from .metrics import reference_perplexities, score_sums, summarize, window_scores
+from .progress import Progress
+from .runio import atomic_torch_save
+from .stage import stage_run
+from .training.loop import val_sample
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ MIN_DISCOUNT = 0.01
 DISCOUNT_GRID = np.round(np.arange(MIN_DISCOUNT, 1.0 + 1e-9, 0.01), 4)
 STRENGTH_GRID = np.concatenate([[0.0], np.geomspace(0.1, 1e6, 71)])
 LOWER_COUNTS = ("continuation", "raw")
+# n-grams per counting chunk: bounded memory whatever the split size.
+COUNT_CHUNK = 1 << 20
 
 
 @dataclass
@@ -101,54 +105,54 @@ def _ngram_keys(windows: np.ndarray, vocab_size: int) -> np.ndarray:
     return keys
 
 
-def infer_window_step(sequences: np.ndarray, sample: int = 20000, agreement: float = 0.9) -> int:
-    """The shift between consecutive windows of the data: the smallest s for which nearly all
-    consecutive pairs (all but transcript boundaries) overlap by L - s tokens; L (the window length)
-    when they do not overlap. A bare majority is not enough: in repetitive or low-entropy token
-    streams, disjoint windows often share a token or two by chance."""
-    length = sequences.shape[1]
-    head = sequences[: sample + 1]
-    if head.shape[0] < 2:
-        return length
-    for shift in range(1, length):
-        overlap = (head[1:, : length - shift] == head[:-1, shift:]).all(axis=1)
-        if overlap.mean() >= agreement:
-            return shift
-    return length
+def _merge(keys: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    merged, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    return merged, np.bincount(inverse.reshape(-1), weights=np.concatenate(counts), minlength=merged.size).astype(np.int64)
 
 
-def new_positions(sequences: np.ndarray, step: int) -> np.ndarray:
-    """How many trailing positions of each window were not already in the previous window."""
-    length = sequences.shape[1]
-    fresh = np.full(sequences.shape[0], length, dtype=np.int64)
-    if step < length and sequences.shape[0] > 1:
-        overlap = (sequences[1:, : length - step] == sequences[:-1, step:]).all(axis=1)
-        fresh[1:][overlap] = step
-    return fresh
-
-
-def count_ngrams(sequences: np.ndarray, order: int, vocab_size: int, counting: str = "targets") -> tuple[np.ndarray, np.ndarray, dict]:
-    """Unique top-order n-gram keys and their raw counts from train windows [N, L], and a summary of
-    what was counted."""
+def count_ngrams(windows: TokenWindows, order: int, counting: str = "targets",
+                 chunk: int = COUNT_CHUNK) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Unique top-order n-gram keys and their raw counts over the train windows, and a summary of what was
+    counted. Chunks of n-grams are packed into int64 keys and reduced with np.unique; partial results are
+    merged as they pile up, so memory stays bounded by the distinct n-grams."""
     if counting not in COUNTING_MODES:
         raise ValueError(f"counting must be one of {COUNTING_MODES}, got {counting!r}")
-    sequences = np.asarray(sequences, dtype=np.int64)
-    length = sequences.shape[1]
-    step = None
+    vocab = windows.vocab_size
+    keys: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    total = 0
+    for grams in _ngram_chunks(windows, order, counting, chunk):
+        unique, seen = np.unique(_ngram_keys(grams, vocab), return_counts=True)
+        keys.append(unique)
+        counts.append(seen)
+        total += len(grams)
+        if len(keys) >= 16:
+            merged = _merge(keys, counts)
+            keys, counts = [merged[0]], [merged[1]]
+    if not keys:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), {"counting": counting, "ngrams_counted": 0}
+    unique, merged = _merge(keys, counts)
+    return unique, merged, {"counting": counting, "ngrams_counted": int(total)}
+
+
+def _ngram_chunks(windows: TokenWindows, order: int, counting: str, chunk: int):
+    """Token n-grams [B, order] to count, chunk by chunk: each window's last `order` tokens ("targets"), or
+    every position of the window-covered stretches with its predecessors in the stretch ("transcript")."""
     if counting == "targets":
-        fresh = np.ones(sequences.shape[0], dtype=np.int64)
-    else:
-        step = infer_window_step(sequences)
-        fresh = new_positions(sequences, step)
-    pieces = []
-    for position in range(order - 1, length):
-        rows = fresh >= length - position
-        if rows.any():
-            pieces.append(_ngram_keys(sequences[rows, position - order + 1 : position + 1], vocab_size))
-    all_keys = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
-    keys, counts = np.unique(all_keys, return_counts=True)
-    summary = {"counting": counting, "window_step_inferred": step, "ngrams_counted": int(all_keys.size)}
-    return keys, counts.astype(np.int64), summary
+        for begin in range(0, windows.num_windows, chunk):
+            index = torch.arange(begin, min(windows.num_windows, begin + chunk), device=windows.device)
+            yield windows.tail(index, order).cpu().numpy()
+        return
+    stream = windows.stream
+    covered = stream.counts > 0
+    starts = stream.first_window[covered]
+    ends = starts + (stream.counts[covered] - 1) * stream.window_step + stream.window_size
+    positions = [np.arange(a + order - 1, b, dtype=np.int64) for a, b in zip(starts.tolist(), ends.tolist())]
+    flat = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
+    offsets = torch.arange(1 - order, 1)
+    for begin in range(0, len(flat), chunk):
+        last = torch.from_numpy(flat[begin:begin + chunk]).to(windows.device)
+        yield windows.tokens_at(last.unsqueeze(1) + offsets.to(windows.device)).cpu().numpy()
 
 
 class KneserNeyModel:
@@ -181,11 +185,11 @@ class KneserNeyModel:
             raise ValueError(f"need one strength >= 0 per order ({order}), got {self.strengths.tolist()}")
 
     @classmethod
-    def fit(cls, sequences: np.ndarray, order: int, vocab_size: int, counting: str = "targets") -> tuple["KneserNeyModel", dict]:
-        keys, counts, summary = count_ngrams(sequences, order, vocab_size, counting)
+    def fit(cls, windows: TokenWindows, order: int, counting: str = "targets") -> tuple["KneserNeyModel", dict]:
+        keys, counts, summary = count_ngrams(windows, order, counting)
         if keys.size == 0:
             raise ValueError(f"no {order}-gram fits in the train windows; lower the order")
-        return cls(order, vocab_size, keys, counts), summary
+        return cls(order, windows.vocab_size, keys, counts), summary
 
     def _build_levels(self, lower_counts: str) -> list[OrderCounts]:
         """levels[m - 1] holds order m: raw counts at the top, `lower_counts` below."""
@@ -370,68 +374,89 @@ class KneserNeyModel:
 MODEL_FILE = "ngram_model.pt"
 
 
-def _scores(model: KneserNeyModel, sequences: np.ndarray, batch_size: int) -> dict[str, torch.Tensor]:
-    """Per-window NLL / top-1 / top-5 through the shared metrics, from the full distribution."""
+def window_tails(windows: TokenWindows, index: torch.Tensor, order: int, chunk: int = COUNT_CHUNK) -> np.ndarray:
+    """The last `order` tokens of windows `index`, int64 [len(index), order] (what the model reads of them)."""
+    parts = [windows.tail(part, order).cpu().numpy() for part in index.split(chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, order), dtype=np.int64)
+
+
+def test_scores(model: KneserNeyModel, windows: TokenWindows, batch_size: int, progress: Progress) -> dict[str, torch.Tensor]:
+    """Per-window NLL / top-1 / top-5 of every test window through the shared metrics, from the full
+    distribution (batched: [B, V] at a time)."""
     pieces = []
-    starts = range(0, sequences.shape[0], batch_size)
-    for start in tqdm(starts, desc="n-gram test", unit="batch", leave=False, disable=None):
-        chunk = sequences[start : start + batch_size]
-        log_probs = torch.from_numpy(np.log(model.distribution(chunk[:, :-1])))
-        pieces.append(window_scores(log_probs, torch.from_numpy(chunk[:, -1].copy())))
+    for begin in range(0, windows.num_windows, batch_size):
+        index = torch.arange(begin, min(windows.num_windows, begin + batch_size), device=windows.device)
+        tails = windows.tail(index, model.order).cpu().numpy()
+        log_probs = torch.from_numpy(np.log(model.distribution(tails[:, :-1])))
+        pieces.append(window_scores(log_probs, torch.from_numpy(tails[:, -1].copy())))
+        progress.update(len(index))
     return {key: torch.cat([p[key] for p in pieces]) for key in pieces[0]}
 
 
 def run_ngram_stage(args: argparse.Namespace) -> dict:
-    """Count on train, tune the discounts on val, score test; writes metrics.json (same keys as the
-    neural trainer's), test_predictions.pt, ngram_model.pt, args.json."""
-    if args.task != "autoregressive":
-        raise UserError(f"--task {args.task}: the n-gram model predicts the next token only; use --task autoregressive")
-    if args.order < 1:
-        raise UserError(f"--order {args.order}: must be at least 1")
-    data = load_token_dataset(args.data_dir)
-    length = int(data["train"].sequences.shape[1])
+    """Count on train, tune the discounts on val, score test; writes metrics.json (the results schema, like
+    the neural trainers'), test_predictions.npz, ngram_model.pt and args.json."""
+    data = open_tokens(args.data_dir)
+    length = data["train"].window_size
     if args.order > length:
         raise UserError(f"--order {args.order}: windows hold only {length} tokens; use --order {length} or less")
-    vocab = data["train"].vocab_size
+    vocab = data.vocab_size
     if vocab ** args.order >= 2**62:
         raise UserError(f"--order {args.order}: too high for {vocab} tokens (n-gram keys overflow 64 bits)")
-    output_dir = prepare_output_dir(args.output_dir, args.overwrite)
-    record = RunRecord(output_dir, "train_classical_baselines", vars(args))
-    started = time.perf_counter()
-    windows = {name: split.sequences.numpy() for name, split in data.items()}
-    model, counting = KneserNeyModel.fit(windows["train"], args.order, vocab, args.ngram_counting)
-    tuning = model.tune_discounts(windows["val"])
-    val_loss = model.cross_entropy(windows["val"])
-    scores = _scores(model, windows["test"], args.eval_batch_size)
-    seconds = time.perf_counter() - started
-    test = summarize(score_sums(scores))
-    save_test_predictions(output_dir / PREDICTIONS_FILE, scores, data["test"].sources)
-    atomic_torch_save({**model.state(), "counting": counting}, output_dir / MODEL_FILE)
-    metrics = {
-        "model": "ngram",
-        "model_config": {
-            "order": args.order, "counting": args.ngram_counting, "discounts": model.discounts.tolist(),
-            "strengths": model.strengths.tolist(), "lower_order_counts": model.lower_counts,
-        },
-        "task": "autoregressive",
-        "parameters": int(sum(level.keys.size for level in model.levels)),
-        "parameters_note": "n-gram types stored over all orders (each holds one count)",
-        "vocab_size": vocab,
-        "num_classes": vocab,
-        "context_length": length - 1,
-        "windows": {name: len(split) for name, split in data.items()},
-        "counting": counting,
-        "discount_tuning": tuning,
-        "val": {"loss": val_loss, "perplexity": float(np.exp(val_loss))},
-        "test": test,
-        "references": reference_perplexities(data["train"].sequences[:, -1], data["test"].sequences[:, -1], vocab),
-        "train_seconds": seconds,
-        "device": "cpu",
-    }
-    record.finish(metrics)
+    if args.ngram_counting == "transcript" and data.meta["kind"] == "windows":
+        raise UserError("--ngram_counting transcript: per-window (contextual) tokens have no tokens per stream "
+                        "position; use --ngram_counting targets")
+    with stage_run(args.output_dir, "train_classical_baselines", vars(args), role="train", overwrite=args.overwrite,
+                   completed="report") as run:
+        output_dir = run.output_dir
+        if run.completed_earlier:
+            LOG.info("%s already holds a completed run; reporting it (pass --overwrite to count again)", output_dir)
+            return read_result(output_dir).raw
+        started = time.perf_counter()
+        train, train_info = data["train"], {"fraction": 1.0, "windows": data["train"].num_windows}
+        if args.train_fraction < 1:
+            train, train_info = train.gene_fraction(args.train_fraction, args.seed)
+        train_info["kmers"] = train.stream.num_kmers
+        model, counting = KneserNeyModel.fit(train, args.order, args.ngram_counting)
+        val = data["val"]
+        val_tails = window_tails(val, val_sample(val.num_windows, args.val_windows, args.seed), args.order)
+        tuning = model.tune_discounts(val_tails)
+        val_loss = model.cross_entropy(val_tails)
+        with Progress(data["test"].num_windows, "n-gram test", unit="window", every=args.log_every) as progress:
+            scores = test_scores(model, data["test"], args.eval_batch_size, progress)
+        seconds = time.perf_counter() - started
+        test = summarize(score_sums(scores))
+        save_predictions(output_dir / PREDICTIONS_FILE, scores["nll"].numpy(), scores["correct"].numpy(),
+                         scores["top5"].numpy(), data["test"].window_transcripts(), data.fingerprint)
+        atomic_torch_save({**model.state(), "counting": counting}, output_dir / MODEL_FILE)
+        result = {
+            "model": "ngram",
+            "seed": args.seed,
+            "tokens": {"folder": str(data.folder), "tokenizer": data.tokenizer, "vocab_size": vocab, "k": data.k,
+                       "fingerprint": data.fingerprint},
+            "test": test,
+            "val": {"loss": val_loss, "perplexity": float(np.exp(val_loss)), "windows_used": len(val_tails),
+                    "windows_total": val.num_windows},
+            "references": reference_perplexities(data["train"].target_counts(), data["test"].target_counts()),
+            "parameters": int(sum(level.keys.size for level in model.levels)),
+            "parameters_note": "n-gram types stored over all orders (each holds one count)",
+            "train_seconds": seconds,
+            "train": train_info,
+            "model_config": {
+                "order": args.order, "counting": args.ngram_counting, "discounts": model.discounts.tolist(),
+                "strengths": model.strengths.tolist(), "lower_order_counts": model.lower_counts,
+            },
+            "counting": counting,
+            "discount_tuning": tuning,
+            "context_length": length - 1,
+            "windows": {name: split.num_windows for name, split in data.splits.items()},
+            "device": "cpu",
+        }
+        written = write_result(output_dir, result)
+        run.close("completed")
     LOG.info(
         "n-gram order %d: test loss %.4f ppl %.3f acc %.4f top5 %.4f (unigram ppl %.3f, uniform %d)",
         args.order, test["loss"], test["perplexity"], test["accuracy"], test["top5_accuracy"],
-        metrics["references"]["unigram_perplexity"], vocab,
+        result["references"]["unigram_perplexity"], vocab,
     )
-    return metrics
+    return written

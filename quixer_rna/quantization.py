@@ -1,11 +1,13 @@
-"""Embeddings -> discrete tokens: k-means on the train split, every window of every split mapped to the
-id of its nearest centre.
+"""Embeddings -> discrete tokens: k-means fitted on the train split, every k-mer (or, for contextual
+embeddings, every window position) mapped to the id of its nearest centre.
 
-Compact input (a k-mer table plus k-mer ids) is clustered as its distinct vectors, each weighted by
-how often it occurs in train: Lloyd's algorithm on weighted points has the same fixed points as on the
-expanded occurrences, at the cost of ~4^k points instead of N*L. Every table row (k-mers unseen in train
-included) is then assigned once and windows are looked up. Dense input [N, L, D] is clustered with
-mini-batch k-means by default, or with the same weighted k-means over its distinct vectors on request.
+A k-mer table (context-free embeddings) is clustered as its distinct vectors, each weighted by how often
+its k-mer occurs over the train windows' positions (counted from the k-mer stream): Lloyd's algorithm on
+weighted points has the same fixed points as on the expanded occurrences, at the cost of ~4^k points
+instead of N*L. Every table row (k-mers unseen in train included) is assigned once, and the result is a
+k-mer -> token map: windows are never materialised. Per-window embeddings [N, L, D] (--context stairs) are
+clustered with mini-batch k-means by default, or with the same weighted k-means over their distinct
+vectors on request, and give per-window tokens.
 """
 
 from __future__ import annotations
@@ -22,16 +24,13 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .formats import SPLITS
-from .formats.embeddings import EmbeddingSplit, load_embedding_dataset
-from .formats.tokens import save_token_split
+from .formats.embeddings import EmbeddingData, WindowArrayWriter, open_embeddings, save_npy
+from .formats.kmer_stream import stream_reference, window_position_counts
+from .formats.tokens import FORMAT, MAP_FILE, VERSION, open_tokens, token_dtype, window_tokens_file
 from .kmers import id_to_kmer
-from .runio import (
-    RunRecord,
-    atomic_open,
-    atomic_torch_save,
-    atomic_write_json,
-    prepare_output_dir,
-)
+from .progress import Progress
+from .runio import atomic_open, atomic_torch_save, atomic_write_json, sha256_file
+from .stage import stage_run
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ DEFINITIONS = {
         f"the same fraction with the k-mer -> token map randomly permuted, averaged over {SHUFFLE_ROUNDS} "
         "seeded permutations: the chance level to compare against"
     ),
-    "unseen_kmer_positions": "positions of each split whose k-mer never occurs in train (compact input)",
+    "unseen_kmer_positions": "window positions of each split whose k-mer never occurs in train (k-mer table input)",
 }
 
 
@@ -172,211 +171,190 @@ def shuffled_hamming_share(kmer_tokens: np.ndarray, kmer_ids: np.ndarray, k: int
     return float(np.mean(shares))
 
 
-def _split_path(embeddings_dir: Path, name: str) -> Path:
-    return embeddings_dir / f"{name}.pt"
+def check_seq_len(args: argparse.Namespace, data: EmbeddingData) -> None:
+    """--seq_len repeats an upstream fact (the window length): it must agree with the k-mer stream."""
+    width = data.stream.window_size
+    if args.seq_len is not None and args.seq_len != width:
+        raise UserError(f"--seq_len {args.seq_len}: the windows of {data.stream.folder} hold {width} k-mers "
+                        f"({data.stream.folder / 'metadata.json'}); drop --seq_len (it is read from there)")
 
 
-def check_splits(data: dict[str, EmbeddingSplit], seq_len: int, embeddings_dir: Path) -> int:
-    """Window length, k and table size agree across splits and with the flags; returns k."""
-    ks = {name: split.k for name, split in data.items()}
-    if len(set(ks.values())) != 1:
-        raise UserError(f"--embeddings_dir {embeddings_dir}: splits disagree on k {ks}")
-    k = ks["train"]
-    for name, split in data.items():
-        path = _split_path(embeddings_dir, name)
-        if split.seq_len != seq_len:
-            raise UserError(
-                f"{path}: windows of {split.seq_len} positions but --seq_len {seq_len}; pass --seq_len {split.seq_len} "
-                "or re-encode with matching windows"
-            )
-        if split.is_compact and split.table.shape[0] != 4**k:
-            raise UserError(f"{path}: table has {split.table.shape[0]} rows but k={k} needs 4^{k} = {4**k}")
-        values = split.table if split.is_compact else split.embeddings
-        if not bool(torch.isfinite(values).all()):
-            raise UserError(f"{path}: embeddings contain NaN or infinite values; re-run lambeq_encoder.py")
-    if len(data["train"]) == 0:
-        raise UserError(f"{_split_path(embeddings_dir, 'train')}: no windows to fit the clusters on")
-    return k
-
-
-def resolve_algorithm(choice: str, train: EmbeddingSplit) -> str:
+def resolve_algorithm(choice: str, data: EmbeddingData) -> str:
     if choice == "auto":
-        return "kmeans" if train.is_compact else "minibatch"
+        return "kmeans" if data.layout == "table" else "minibatch"
     return choice
 
 
-def train_kmer_counts(train: EmbeddingSplit, k: int) -> np.ndarray | None:
-    """Occurrences of every k-mer id in train, or None when train carries no k-mer ids."""
-    if train.kmer_ids is None:
-        return None
-    return np.bincount(train.kmer_ids.reshape(-1).numpy(), minlength=4**k)
+@dataclass
+class TableFit:
+    """What clustering a k-mer table gives: a token and squared distance per table row."""
+
+    fit: Fit
+    ids: np.ndarray  # k-mer id of each table row
+    counts: np.ndarray  # train window positions of each table row's k-mer
+    tokens: np.ndarray
+    dist2: np.ndarray
 
 
-def fit_on_train(args: argparse.Namespace, train: EmbeddingSplit, counts: np.ndarray | None, train_path: Path) -> Fit:
-    algorithm = resolve_algorithm(args.algorithm, train)
-    if train.is_compact:
-        present = np.flatnonzero(counts)
-        points, weights = distinct_weighted(train.table.numpy()[present], counts[present])
-        distinct = len(points)
-    else:
-        vectors = train.embeddings.reshape(-1, train.dim).numpy()
-        unique, weights = distinct_weighted(vectors)
-        distinct = len(unique)
-        points, weights = (unique, weights) if algorithm == "kmeans" else (vectors, None)
-    if distinct < args.n_clusters:
+def fit_table(args: argparse.Namespace, data: EmbeddingData) -> TableFit:
+    """Weighted k-means over the distinct train k-mer embeddings, then every table row assigned."""
+    k = data.stream.k
+    ids = np.arange(4**k) if data.table_kmers is None else data.table_kmers
+    counts = window_position_counts(data.stream.splits["train"], 4**k)[ids]
+    present = np.flatnonzero(counts)
+    points, weights = distinct_weighted(data.table[present], counts[present])
+    if len(points) < args.n_clusters:
         raise UserError(
-            f"{train_path}: only {distinct} distinct embedding vectors in the train windows, fewer than "
+            f"{data.folder}: only {len(points)} distinct embedding vectors in the train windows, fewer than "
             f"--n_clusters {args.n_clusters}; lower --n_clusters"
         )
-    LOG.info(
-        "fitting %s with %d clusters on %d points (%d distinct train vectors)",
-        algorithm,
-        args.n_clusters,
-        len(points),
-        distinct,
-    )
-    centres, n_iter = fit_centres(
-        points,
-        weights,
-        args.n_clusters,
-        algorithm,
-        seed=args.seed,
-        n_init=args.n_init,
-        max_iter=args.max_iter,
-        batch_size=args.batch_size,
-    )
-    return Fit(centres=centres, algorithm=algorithm, n_iter=n_iter, distinct_points=distinct)
+    algorithm = resolve_algorithm(args.algorithm, data)
+    LOG.info("fitting %s with %d clusters on %d distinct train vectors", algorithm, args.n_clusters, len(points))
+    centres, n_iter = fit_centres(points, weights, args.n_clusters, algorithm, seed=args.seed, n_init=args.n_init,
+                                  max_iter=args.max_iter, batch_size=args.batch_size)
+    tokens, dist2 = nearest_centres(data.table, centres)
+    return TableFit(Fit(centres, algorithm, n_iter, len(points)), ids, counts, tokens, dist2)
 
 
-@dataclass
-class Assigned:
-    """Tokens of one split and, for compact input, the per-k-mer map they came from."""
-
-    sequences: torch.Tensor  # int64 [N, L]
-    dist2: np.ndarray  # squared distance to the chosen centre: per table row (compact) or per position (dense)
-    kmer_tokens: np.ndarray | None
-
-
-TableCache = list[tuple[torch.Tensor, tuple[np.ndarray, np.ndarray]]]
-
-
-def assign_split(name: str, split: EmbeddingSplit, centres: np.ndarray, cache: TableCache) -> Assigned:
-    """Tokens for one split; compact tables identical to one already assigned are not assigned again."""
-    if split.is_compact:
-        hit = next((found for table, found in cache if torch.equal(table, split.table)), None)
-        if hit is None:
-            hit = nearest_centres(split.table, centres)
-            cache.append((split.table, hit))
-        kmer_tokens, dist2 = hit
-        sequences = torch.from_numpy(kmer_tokens)[split.kmer_ids]
-        return Assigned(sequences=sequences, dist2=dist2, kmer_tokens=kmer_tokens)
-    n, length, dim = split.embeddings.shape
-    labels, dist2 = nearest_centres(split.embeddings.reshape(-1, dim), centres, desc=f"assign {name}")
-    return Assigned(sequences=torch.from_numpy(labels).reshape(n, length), dist2=dist2, kmer_tokens=None)
+def fit_windows(args: argparse.Namespace, data: EmbeddingData) -> Fit:
+    """Clusters of per-window (contextual) train embeddings."""
+    vectors = np.asarray(data.window_embeddings("train")).reshape(-1, data.dim)
+    algorithm = resolve_algorithm(args.algorithm, data)
+    unique, counts = distinct_weighted(vectors)
+    if len(unique) < args.n_clusters:
+        raise UserError(f"{data.folder}: only {len(unique)} distinct train embedding vectors, fewer than --n_clusters "
+                        f"{args.n_clusters}; lower --n_clusters")
+    points, weights = (unique, counts) if algorithm == "kmeans" else (vectors, None)
+    centres, n_iter = fit_centres(points, weights, args.n_clusters, algorithm, seed=args.seed, n_init=args.n_init,
+                                  max_iter=args.max_iter, batch_size=args.batch_size)
+    return Fit(centres, algorithm, n_iter, len(unique))
 
 
-def write_kmer_tokens(out: Path, kmer_tokens: np.ndarray, k: int) -> None:
-    atomic_torch_save(torch.from_numpy(kmer_tokens.astype(np.int64)), out / "kmer_tokens.pt")
+def write_kmer_tokens(out: Path, kmer_tokens: np.ndarray, k: int) -> dict[str, str]:
+    """kmer_tokens.npy (the map trainers read) and kmer_tokens.tsv (for people); returns their checksums."""
+    files = {MAP_FILE: save_npy(out / MAP_FILE, kmer_tokens.astype(np.int32))}
     with atomic_open(out / "kmer_tokens.tsv") as handle:
         handle.write("kmer\ttoken\n")
         for index, token in enumerate(kmer_tokens.tolist()):
-            handle.write(f"{id_to_kmer(index, k)}\t{token}\n")
+            if token >= 0:
+                handle.write(f"{id_to_kmer(index, k)}\t{token}\n")
+    files["kmer_tokens.tsv"] = sha256_file(out / "kmer_tokens.tsv")
+    return files
+
+
+def export_token_pt(folder: Path, chunk: int = 1 << 16) -> None:
+    """The seeds' layout {split}.pt (sequences int64 [N, L], labels [N], vocab_size, sources), an export no
+    stage reads; it materialises every window, so it is written only on request."""
+    data = open_tokens(folder)
+    for name, split in data.splits.items():
+        rows = [tokens for _, tokens in split.iter_batches(chunk)]
+        sequences = torch.cat(rows) if rows else torch.zeros(0, split.window_size, dtype=torch.int64)
+        accessions = np.asarray(split.stream.transcripts.accessions, dtype=object)
+        atomic_torch_save({
+            "sequences": sequences,
+            "labels": torch.zeros(len(sequences), dtype=torch.int64),
+            "vocab_size": data.vocab_size,
+            "sources": accessions[split.window_transcripts()].tolist(),
+        }, folder / f"{name}.pt")
+
+
+def token_metadata(data: EmbeddingData, out: Path, kind: str, vocab: int, files: dict[str, str]) -> dict:
+    return {"format": FORMAT, "version": VERSION, "tokenizer": "clusters", "kind": kind, "vocab_size": vocab,
+            "k": data.stream.k, "window_size": data.stream.window_size, "stream": stream_reference(data.stream, out),
+            "files": files}
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    for flag, value, low in (
-        ("--n_clusters", args.n_clusters, 1),
-        ("--seq_len", args.seq_len, 1),
-        ("--batch_size", args.batch_size, 1),
-        ("--n_init", args.n_init, 1),
-        ("--max_iter", args.max_iter, 1),
-    ):
-        if value < low:
-            raise UserError(f"{flag} {value}: must be at least {low}")
     started = time.perf_counter()
-    embeddings_dir = Path(args.embeddings_dir)
-    out = prepare_output_dir(args.output_dir, args.overwrite)
-    record = RunRecord(out, "quantize_lambeq_embeddings", vars(args))
-
-    data = load_embedding_dataset(embeddings_dir)
-    k = check_splits(data, args.seq_len, embeddings_dir)
-    train = data["train"]
-    counts = train_kmer_counts(train, k)
-    loaded = time.perf_counter()
-
-    fit = fit_on_train(args, train, counts, _split_path(embeddings_dir, "train"))
-    fitted = time.perf_counter()
-
-    cache: TableCache = []
-    assigned = {name: assign_split(name, split, fit.centres, cache) for name, split in data.items()}
-    assigned_at = time.perf_counter()
-
-    train_tokens = assigned["train"]
-    sizes = np.bincount(train_tokens.sequences.reshape(-1).numpy(), minlength=args.n_clusters)
-    inertia = float((counts * train_tokens.dist2).sum()) if train.is_compact else float(train_tokens.dist2.sum())
-    entropy = entropy_bits(sizes)
-    hamming = shuffled = None
-    if train_tokens.kmer_tokens is not None:
-        present = np.flatnonzero(counts)
-        hamming = hamming_neighbour_share(train_tokens.kmer_tokens, present, k)
-        shuffled = shuffled_hamming_share(train_tokens.kmer_tokens, present, k, args.seed)
-    unseen = None
-    if counts is not None:
-        unseen = {
-            name: int((counts[split.kmer_ids.reshape(-1).numpy()] == 0).sum())
-            for name, split in data.items()
-            if split.kmer_ids is not None
+    data = open_embeddings(args.embeddings_dir)
+    check_seq_len(args, data)
+    k = data.stream.k
+    with stage_run(args.output_dir, "quantize_lambeq_embeddings", vars(args), role="quantize",
+                   overwrite=args.overwrite) as run:
+        out = run.output_dir
+        loaded = time.perf_counter()
+        hamming = shuffled = unseen = None
+        if data.layout == "table":
+            table = fit_table(args, data)
+            fit = table.fit
+            fitted = time.perf_counter()
+            kmer_tokens = np.full(4**k, -1, dtype=np.int64)
+            kmer_tokens[table.ids] = table.tokens
+            sizes = np.bincount(table.tokens, weights=table.counts, minlength=args.n_clusters).round().astype(np.int64)
+            inertia = float((table.counts * table.dist2).sum())
+            files = write_kmer_tokens(out, kmer_tokens, k)
+            present = table.ids[table.counts > 0]
+            hamming = hamming_neighbour_share(kmer_tokens, present, k)
+            shuffled = shuffled_hamming_share(kmer_tokens, present, k, args.seed)
+            train_counts = np.zeros(4**k)
+            train_counts[table.ids] = table.counts
+            unseen = {name: int(window_position_counts(split, 4**k)[train_counts == 0].sum())
+                      for name, split in data.stream.splits.items()}
+            kind = "kmer_map"
+        else:
+            fit = fit_windows(args, data)
+            fitted = time.perf_counter()
+            files = {}
+            sizes = np.zeros(args.n_clusters, dtype=np.int64)
+            inertia = 0.0
+            for name in SPLITS:
+                vectors = data.window_embeddings(name)
+                n, width = vectors.shape[:2]
+                writer = WindowArrayWriter(window_tokens_file(out, name), (n, width), token_dtype(args.n_clusters))
+                with Progress(n, f"assign {name}", unit="window", every=args.log_every) as progress:
+                    for begin in range(0, n, ASSIGN_CHUNK):
+                        block = np.asarray(vectors[begin:begin + ASSIGN_CHUNK]).reshape(-1, data.dim)
+                        labels, dist2 = nearest_centres(block, fit.centres)
+                        writer.array[begin:begin + ASSIGN_CHUNK] = labels.reshape(-1, width)
+                        if name == "train":
+                            sizes += np.bincount(labels, minlength=args.n_clusters)
+                            inertia += float(dist2.sum())
+                        progress.update(len(block) // width)
+                files[window_tokens_file(out, name).name] = writer.close()
+            kind = "windows"
+        assigned_at = time.perf_counter()
+        atomic_torch_save(torch.from_numpy(fit.centres).float().contiguous(), out / "cluster_centers.pt")
+        entropy = entropy_bits(sizes)
+        # metadata.json last: a token folder that has one is whole.
+        windows = {name: split.num_windows for name, split in data.stream.splits.items()}
+        seconds = {
+            "load": round(loaded - started, 3),
+            "fit": round(fitted - loaded, 3),
+            "assign": round(assigned_at - fitted, 3),
+            "total": round(time.perf_counter() - started, 3),
         }
-
-    for name in SPLITS:
-        split = data[name]
-        save_token_split(
-            out / f"{name}.pt",
-            assigned[name].sequences,
-            vocab_size=args.n_clusters,
-            labels=split.labels,
-            sources=split.sources,
-        )
-    atomic_torch_save(torch.from_numpy(fit.centres).float().contiguous(), out / "cluster_centers.pt")
-    if train_tokens.kmer_tokens is not None:
-        write_kmer_tokens(out, train_tokens.kmer_tokens, k)
-
-    windows = {name: len(split) for name, split in data.items()}
-    seconds = {
-        "load": round(loaded - started, 3),
-        "fit": round(fitted - loaded, 3),
-        "assign": round(assigned_at - fitted, 3),
-        "total": round(time.perf_counter() - started, 3),
-    }
-    metrics = {
-        "n_clusters": args.n_clusters,
-        "vocab_size": args.n_clusters,
-        "algorithm": fit.algorithm,
-        "inertia": inertia,
-        "token_entropy_bits": entropy,
-        "token_perplexity": 2.0**entropy,
-        "empty_clusters": int((sizes == 0).sum()),
-        "hamming_neighbour_share": hamming,
-        "hamming_neighbour_share_shuffled": shuffled,
-        "windows": windows,
-        "seconds": seconds,
-    }
-    metadata = {
-        **metrics,
-        "input_format": "compact" if train.is_compact else "dense",
-        "embedding_dim": train.dim,
-        "k": k,
-        "seq_len": args.seq_len,
-        "n_iter": fit.n_iter,
-        "distinct_train_vectors": fit.distinct_points,
-        "train_positions": int(sizes.sum()),
-        "cluster_sizes": sizes.tolist(),
-        "unseen_kmer_positions": unseen,
-        "seed": args.seed,
-        "definitions": DEFINITIONS,
-    }
-    atomic_write_json(out / "metadata.json", metadata)
-    record.finish(metrics)
+        metrics = {
+            "n_clusters": args.n_clusters,
+            "vocab_size": args.n_clusters,
+            "algorithm": fit.algorithm,
+            "inertia": inertia,
+            "token_entropy_bits": entropy,
+            "token_perplexity": 2.0**entropy,
+            "empty_clusters": int((sizes == 0).sum()),
+            "hamming_neighbour_share": hamming,
+            "hamming_neighbour_share_shuffled": shuffled,
+            "windows": windows,
+            "seconds": seconds,
+        }
+        metadata = {
+            **token_metadata(data, out, kind, args.n_clusters, files),
+            **metrics,
+            "input_layout": data.layout,
+            "embedding_dim": data.dim,
+            "seq_len": data.stream.window_size,
+            "n_iter": fit.n_iter,
+            "distinct_train_vectors": fit.distinct_points,
+            "train_positions": int(sizes.sum()),
+            "cluster_sizes": sizes.tolist(),
+            "unseen_kmer_positions": unseen,
+            "seed": args.seed,
+            "embeddings_dir": str(args.embeddings_dir),
+            "definitions": DEFINITIONS,
+        }
+        atomic_write_json(out / "metadata.json", metadata)
+        if args.write_pt:
+            export_token_pt(out)
+        run.finish(metrics)
     if metrics["empty_clusters"]:
         LOG.warning(
             "%d of %d tokens have no train position (near-duplicate train vectors?); consider a lower --n_clusters",

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from .errors import UserError
 from .fasta import format_record
-from .ncbi import STAGE, claim_output
-from .runio import RunRecord, atomic_open
+from .ncbi import STAGE, check_output
+from .progress import Progress
+from .runio import atomic_open
+from .stage import StageRun, stage_run
 
 # Human codon usage, frequency per thousand codons (Kazusa codon usage database, Homo sapiens
 # [gbpri] 93,487 CDS; CoCoPUTs human figures agree to within a few tenths).
@@ -198,20 +199,27 @@ def run_synthetic(args: argparse.Namespace) -> int:
     if args.max_sequences is None or args.max_sequences < 1:
         raise UserError("--max_sequences: give how many transcripts to generate (a positive number) with --source synthetic")
     fasta = Path(args.output)
-    folder = claim_output(fasta, args.overwrite, {"source": "synthetic", "output": args.output})
-    if fasta.exists() and not args.overwrite:
-        raise UserError(f"--output {fasta}: exists; pass --overwrite to replace it or choose another file")
-    record = RunRecord(folder, STAGE, vars(args))
+    check_output(fasta)
+    with stage_run(fasta, STAGE, vars(args), role="download", overwrite=args.overwrite, flag="--output",
+                   single_file=True) as run:
+        if fasta.exists() and run.previous is None and not args.overwrite:
+            raise UserError(f"--output {fasta}: exists; pass --overwrite to replace it or choose another file")
+        _write(args, run, fasta, started)
+    return 0
+
+
+def _write(args: argparse.Namespace, run: StageRun, fasta: Path, started: float) -> None:
     lengths: list[int] = []
     isoforms_per_gene: dict[str, int] = {}
-    with atomic_open(fasta) as handle:
-        for transcript in tqdm(synthetic_transcripts(args.max_sequences, args.seed), total=args.max_sequences,
-                               unit="seq", desc="synthetic", mininterval=0.5, disable=None):
+    with atomic_open(fasta) as handle, Progress(args.max_sequences, "synthetic", unit="transcript",
+                                                every=args.log_every) as progress:
+        for transcript in synthetic_transcripts(args.max_sequences, args.seed):
             handle.write(format_record(transcript.header, transcript.sequence))
+            progress.update()
             lengths.append(len(transcript.sequence))
             isoforms_per_gene[transcript.gene] = isoforms_per_gene.get(transcript.gene, 0) + 1
     seconds = time.monotonic() - started
-    record.finish({
+    run.finish({
         "synthetic": True,
         "source": "synthetic",
         "requested": args.max_sequences,
@@ -226,4 +234,3 @@ def run_synthetic(args: argparse.Namespace) -> int:
         "bytes_written": fasta.stat().st_size,
         "seconds": round(seconds, 3),
     })
-    return 0

@@ -1,13 +1,16 @@
-"""Optuna tuning of one model with the same budget every model gets: a seeded TPE sampler, a median
-pruner fed each epoch's val loss, and every trial trained by the shared loop exactly as its trainer
-script would train it (the trial's flags go through that script's own parser and model config).
+"""Optuna tuning of one model with the same budget every model gets: a seeded TPE sampler, a median pruner
+fed every evaluation's val loss, and every trial trained by the shared loop exactly as its trainer script
+would train it (the same config dataclasses and training settings).
 
-A study lives in Optuna storage (SQLite file, RDB URL or journal file), so rerunning the command
-continues it up to --n_trials finished trials, and several processes or machines given one storage
-share one study. Claiming a trial (count, then ask) happens under a file lock next to a file-backed
-storage, so processes on one machine never overshoot --n_trials; over a remote RDB two processes
-claiming the last slot in the same instant can run one trial too many. A trial left RUNNING by a
-killed process on this host is marked failed when the next claim finds its process gone.
+A study lives in Optuna storage (an SQLite file, a database URL or a journal file), so rerunning the command
+continues it, and several processes or machines given one storage share one study. What Optuna provides is
+used as it is: `MaxTrialsCallback` stops a worker once the study holds --n_trials trials with a value
+(complete or pruned; with heartbeats, also those running in another worker, so workers do not overshoot);
+database storages record a heartbeat per running trial, and a trial whose process died (no heartbeat for
+twice --heartbeat seconds) is failed by `fail_stale_trials` and retried once by `RetryHeartbeatStaleTrialCallback`
+with the same parameters. Journal files have no heartbeats: a trial killed with its process stays RUNNING
+there and does not count. Failed trials (a crash, out of memory) are recorded with their error and do not
+use up the budget; one process runs at most the number of trials still missing when it starts.
 """
 
 from __future__ import annotations
@@ -15,38 +18,31 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import fcntl
+import dataclasses
 import gc
 import io
 import json
 import logging
 import math
-import os
 import shutil
-import socket
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
 from .errors import UserError
-from .formats.tokens import TokenSplit, load_token_dataset
-from .runio import (
-    ARGS_FILE,
-    RunRecord,
-    atomic_open,
-    atomic_write_json,
-    atomic_write_text,
-    prepare_output_dir,
-    read_json,
-)
-from .training import config_from_args, prepare_task, train_model
+from .formats.results import write_result
+from .formats.tokens import TokenData, open_tokens
+from .models import config_class, config_dict, make_config
+from .runio import atomic_open, atomic_write_json, atomic_write_text, read_json
+from .stage import redact, stage_run
+from .training import TrainConfig, train_model
 
 LOG = logging.getLogger("quixer_rna.tuning")
 STAGE = "tune_quixer_hybrid"
@@ -57,13 +53,13 @@ HISTORY_PLOT = "optimization_history.png"
 IMPORTANCE_PLOT = "param_importances.png"
 JOURNAL_SUFFIXES = (".log", ".journal")
 LOG_SCALE = frozenset({"lr", "weight_decay", "init_std"})
-# Trials that hold a place in the budget: finished ones and those running in some process.
-CLAIMED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+VALUED = (TrialState.COMPLETE, TrialState.PRUNED)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-# Resolved trainer flags that change a result beside the searched ones; best_params.json keeps them.
-RECORDED_FLAGS = ("model", "task", "batch_size", "init_strategy", "use_layerwise_training", "layerwise_epochs")
 PRUNER_STARTUP_TRIALS = 5
 TPE_STARTUP_TRIALS = 10
+QUIXER_FLAGS = ("init_strategy", "use_layerwise_training", "layerwise_epochs")
+# Trainer settings every trial of a study shares (a study refuses to continue under other values).
+TRIAL_SETTINGS = ("epochs_per_trial", "batch_size", "max_steps_per_epoch", "eval_every", "val_windows", "seed")
 
 
 @dataclass(frozen=True)
@@ -79,12 +75,12 @@ class Dim:
     def integer(self) -> bool:
         return self.kind == "int" or (self.kind == "choice" and all(_is_int(c) for c in self.choices))
 
-    def distribution(self, name: str) -> BaseDistribution:
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
         if self.kind == "choice":
-            return CategoricalDistribution(self.choices)
+            return trial.suggest_categorical(name, self.choices)
         if self.kind == "int":
-            return IntDistribution(int(self.low), int(self.high))
-        return FloatDistribution(float(self.low), float(self.high), log=name in LOG_SCALE)
+            return trial.suggest_int(name, int(self.low), int(self.high))
+        return trial.suggest_float(name, float(self.low), float(self.high), log=name in LOG_SCALE)
 
     def describe(self, name: str) -> str:
         if self.kind == "choice":
@@ -118,12 +114,15 @@ SEARCH_SPACES: dict[str, dict[str, Dim]] = {
     },
 }
 SEARCH_SPACES["fnet"] = dict(SEARCH_SPACES["transformer"])
+# Flags --search_space may search or fix beyond the default space.
+EXTRA_DIMS: dict[str, dict[str, Dim]] = {"quixer": {"postselection_weight": Dim("float", 0.0, 1.0)}}
 # What a float flag accepts: (test, wording for the error).
 _FLOAT_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "lr": (lambda v: v > 0, "> 0"),
     "weight_decay": (lambda v: v >= 0, ">= 0"),
     "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "init_std": (lambda v: v > 0, "> 0"),
+    "postselection_weight": (lambda v: v >= 0, ">= 0"),
 }
 
 
@@ -188,54 +187,30 @@ def load_search_space(text: str | None, model: str) -> tuple[dict[str, Dim], dic
     if not text:
         return space, {}
     overrides = _read_overrides(text)
-    unknown = [k for k in overrides if k not in space]
+    allowed = {**space, **EXTRA_DIMS.get(model, {})}
+    unknown = [k for k in overrides if k not in allowed]
     if unknown:
         raise UserError(
-            f"--search_space: unknown key(s) {', '.join(unknown)} for --model {model}; valid keys: {', '.join(space)}"
+            f"--search_space: unknown key(s) {', '.join(unknown)} for --model {model}; valid keys: {', '.join(allowed)}"
         )
     fixed: dict[str, Any] = {}
     for name, value in overrides.items():
-        dim = _override(name, value, space[name])
+        dim = _override(name, value, allowed[name])
         if dim is None:
             fixed[name] = value
-            del space[name]
+            space.pop(name, None)
         else:
             space[name] = dim
     return space, fixed
 
 
-@dataclass
-class TrainerSpec:
-    """How the trainer script of a model turns flags into a run (passed in by the root script)."""
-
-    model_name: str
-    stage: str
-    build_parser: Callable[[], argparse.ArgumentParser]
-    model_config: Callable[[argparse.Namespace], dict[str, Any]]
-    fixed_flags: dict[str, Any] = field(default_factory=dict)
-
-    def flag_names(self) -> set[str]:
-        return {action.dest for action in self.build_parser()._actions}
-
-    def parse(self, flags: dict[str, Any]) -> argparse.Namespace:
-        """Parse flag values with the trainer's own parser (a rejected value fails the trial)."""
-        argv: list[str] = []
-        for name, value in flags.items():
-            if isinstance(value, bool):
-                argv += [f"--{name}"] if value else []
-            elif value is not None:
-                argv += [f"--{name}", str(value)]
-        try:
-            return self.build_parser().parse_args(argv)
-        except SystemExit as exc:
-            raise ValueError(f"{self.stage}.py rejected the flags {' '.join(argv)}") from exc
 
 
 @dataclass
 class StorageChoice:
     storage: Any
-    lock_path: Path | None
     shown: str
+    heartbeat: bool
 
 
 def _hide_password(url: str) -> str:
@@ -245,11 +220,17 @@ def _hide_password(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        return url
+        return redact(url)
 
 
-def open_storage(spec: str | None, output_dir: Path) -> StorageChoice:
-    """--storage as Optuna storage, with the lock file that serialises claims for file-backed ones."""
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def open_storage(spec: str | None, output_dir: Path, heartbeat: int) -> StorageChoice:
+    """--storage as Optuna storage: a database with heartbeats (stale trials failed and retried), or a
+    journal file."""
     if not spec:
         spec = f"sqlite:///{(output_dir / 'study.db').resolve()}"
     if "://" not in spec:
@@ -261,62 +242,23 @@ def open_storage(spec: str | None, output_dir: Path) -> StorageChoice:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return StorageChoice(optuna.storages.journal.JournalStorage(backend), Path(f"{path}.claim.lock"), str(path))
-    lock_path = None
+        return StorageChoice(optuna.storages.journal.JournalStorage(backend), str(path), False)
     engine_kwargs: dict[str, Any] = {}
     if spec.startswith("sqlite:///"):
-        db = Path(spec[len("sqlite:///") :].split("?", 1)[0])
-        db.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = Path(f"{db}.claim.lock")
+        Path(spec[len("sqlite:///"):].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
         # Processes sharing one SQLite file wait for each other's writes instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 120}}
     shown = _hide_password(spec)
     try:
-        storage = optuna.storages.RDBStorage(spec, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                spec, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
     except Exception as exc:  # a missing driver, a bad URL or a refused connection: all the user's to fix
         raise UserError(f"--storage {shown}: cannot open it ({_one_line(exc)[:300]})") from exc
-    return StorageChoice(storage, lock_path, shown)
-
-
-@contextlib.contextmanager
-def claim_lock(path: Path | None) -> Iterator[None]:
-    """Hold an exclusive lock between processes on this machine (no-op for remote storage)."""
-    if path is None:
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fail_dead_trials(study: optuna.Study, trials: list[FrozenTrial]) -> None:
-    """A RUNNING trial whose process on this host is gone was killed: count it as failed."""
-    host = socket.gethostname()
-    for trial in trials:
-        attrs = trial.user_attrs
-        if trial.state != TrialState.RUNNING or attrs.get("host") != host or attrs.get("pid") == os.getpid():
-            continue
-        if not _process_alive(int(attrs.get("pid", -1))):
-            LOG.warning("trial %d: its process %s is gone; marking it failed", trial.number, attrs.get("pid"))
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:500]
+    return StorageChoice(storage, shown, True)
 
 
 def _free_accelerator_memory() -> None:
@@ -327,192 +269,129 @@ def _free_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 @dataclass
 class Tuner:
-    """One process's part of a study: claims trials until the study holds --n_trials of them."""
+    """The objective of one process's part of a study: each trial trains into trials/<number>/."""
 
     args: argparse.Namespace
-    spec: TrainerSpec
-    study: optuna.Study
-    lock_path: Path | None
     space: dict[str, Dim]
     fixed_params: dict[str, Any]
-    data: dict[str, TokenSplit]
+    data: TokenData
     output_dir: Path
     ran: int = 0
 
-    def claim(self) -> optuna.Trial | None:
-        """Count the budget and ask for the next trial as one step under the lock. The sampler is
-        reseeded from (--seed, trial index), so a rerun or a second process does not replay the
-        draws of the first while a single process stays reproducible."""
-        with claim_lock(self.lock_path):
-            trials = self.study.get_trials(deepcopy=False)
-            _fail_dead_trials(self.study, trials)
-            if sum(t.state in CLAIMED for t in trials) >= self.args.n_trials:
-                return None
-            seed = (self.args.seed * 1_000_003 + len(trials)) % 2**32
-            self.study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
-            trial = self.study.ask({name: dim.distribution(name) for name, dim in self.space.items()})
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("pid", os.getpid())
-            return trial
-
-    def trial_flags(self, trial: optuna.Trial) -> dict[str, Any]:
+    def trial_flags(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Every setting of a trial, named as the trainer script's flags (what best_params.json holds)."""
         args = self.args
-        return {
-            **self.spec.fixed_flags,
-            "task": args.task,
-            "batch_size": args.batch_size,
-            **{k: getattr(args, k) for k in ("init_strategy", "use_layerwise_training", "layerwise_epochs")},
-            **self.fixed_params,
-            **trial.params,
-        }
+        flags: dict[str, Any] = {"batch_size": args.batch_size}
+        if args.model == "quixer":
+            flags.update({name: getattr(args, name) for name in QUIXER_FLAGS if getattr(args, name) is not None})
+        else:
+            flags["model"] = args.model
+        return {**flags, **self.fixed_params, **params}
 
-    def run_trial(self, trial: optuna.Trial) -> float:
-        """Train one trial into trials/<number>/ and return its best val loss."""
+    def configs(self, flags: dict[str, Any]) -> tuple[Any, TrainConfig]:
         args = self.args
+        model_config = make_config(args.model, {k: v for k, v in flags.items() if k in _fields(config_class(args.model))})
+        train = {k: v for k, v in flags.items() if k in _fields(TrainConfig)}
+        train.update(epochs=args.epochs_per_trial, max_steps_per_epoch=args.max_steps_per_epoch,
+                     eval_every=args.eval_every, val_windows=args.val_windows, device=args.device, seed=args.seed,
+                     patience=0, log_every=args.log_every)
+        return model_config, TrainConfig(**train)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Train one trial and return its best val loss (pruned on the median rule at each evaluation)."""
         trial_dir = self.output_dir / TRIALS_DIR / str(trial.number)
-        # Trial numbers are unique within a study: anything there is from a deleted study.
+        # Trial numbers are unique within a study: anything there is from a deleted study or a dead process.
         shutil.rmtree(trial_dir, ignore_errors=True)
-        trial_dir.mkdir(parents=True)
-        flags = self.trial_flags(trial)
-        run_flags = {
-            **flags,
-            "data_dir": args.data_dir,
-            "output_dir": str(trial_dir),
-            "epochs": args.epochs_per_trial,
-            "max_steps_per_epoch": args.max_steps_per_epoch,
-            "device": args.device,
-            "seed": args.seed,
-            "log_level": args.log_level,
-        }
-        trainer_args = self.spec.parse(run_flags)
-        resolved = {k: getattr(trainer_args, k) for k in RECORDED_FLAGS if k in vars(trainer_args)}
-        trial.set_user_attr("flags", {**resolved, **self.fixed_params, **trial.params})
-        config = config_from_args(trainer_args)
-        model_config = self.spec.model_config(trainer_args)
-        record = RunRecord(trial_dir, self.spec.stage, vars(trainer_args))
-
-        def report(epoch: int, row: dict[str, Any]) -> None:
-            loss = float(row["val_loss"])
-            if math.isfinite(loss):
-                trial.report(loss, epoch)
-            if trial.should_prune():
-                record.finish({"state": "pruned", "epoch": epoch, "val_loss": loss}, status="pruned")
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {loss:.4f})")
-
+        params = {name: dim.suggest(trial, name) for name, dim in self.space.items()}
+        flags = self.trial_flags(params)
+        self.ran += 1
         try:
-            metrics = train_model(
-                self.spec.model_name, model_config, self.data, config, trial_dir, epoch_callback=report, resume=False
-            )
-        except optuna.TrialPruned:
+            model_config, train_config = self.configs(flags)
+        except (TypeError, ValueError) as exc:
+            trial.set_user_attr("error", _one_line(exc))
             raise
-        except Exception as exc:
-            record.finish({"state": "failed", "error": _one_line(exc)}, status="failed")
-            raise
-        record.finish(metrics)
-        value = float(metrics["best_val_loss"])
+        trial.set_user_attr("flags", {**flags, **config_dict(model_config)})
+        with stage_run(trial_dir, "tune_trial", {**flags, "trial": trial.number}, role="trial", overwrite=True) as run:
+
+            def report(row: dict[str, Any]) -> None:
+                loss = float(row["val_loss"])
+                if math.isfinite(loss):
+                    trial.report(loss, row["step"])
+                if trial.should_prune():
+                    run.finish({"state": "pruned", "step": row["step"], "val_loss": loss}, status="pruned")
+                    raise optuna.TrialPruned(f"pruned at step {row['step']} (val loss {loss:.4f})")
+
+            try:
+                result = train_model(self.args.model, model_config, self.data, train_config, trial_dir,
+                                     on_evaluation=report, resume=False)
+            except optuna.TrialPruned:
+                raise
+            except Exception as exc:
+                trial.set_user_attr("error", _one_line(exc))
+                LOG.warning("trial %d failed: %s", trial.number, _one_line(exc))
+                _free_accelerator_memory()
+                raise
+            write_result(trial_dir, result)
+            run.close("completed")
+        value = float(result["best_val_loss"])
         if not math.isfinite(value):
-            raise ValueError(f"no finite val loss in {metrics['epochs_run']} epoch(s)")
-        trial.set_user_attr("best_epoch", metrics["best_epoch"])
-        trial.set_user_attr("parameters", metrics["parameters"])
+            raise ValueError(f"no finite val loss in {result['evaluations']} evaluation(s)")
+        trial.set_user_attr("best_step", result["best_step"])
+        trial.set_user_attr("parameters", result["parameters"])
+        LOG.info("trial %d: best val loss %.4f with %s", trial.number, value, params)
         return value
 
-    def run(self) -> None:
-        args = self.args
-        started = time.monotonic()
-        done = sum(t.state in FINISHED for t in self.study.get_trials(deepcopy=False))
-        bar = tqdm(total=args.n_trials, initial=min(done, args.n_trials), desc=f"tune {args.model}", unit="trial", disable=None)
-        with bar:
-            while True:
-                if args.timeout is not None and time.monotonic() - started >= args.timeout:
-                    LOG.info("--timeout %s s reached; starting no more trials", args.timeout)
-                    break
-                trial = self.claim()
-                if trial is None:
-                    break
-                self._run_and_tell(trial)
-                self.ran += 1
-                finished = sum(t.state in FINISHED for t in self.study.get_trials(deepcopy=False))
-                bar.n = min(finished, args.n_trials)
-                bar.refresh()
 
-    def _run_and_tell(self, trial: optuna.Trial) -> None:
-        failed = False
-        try:
-            value = self.run_trial(trial)
-        except optuna.TrialPruned as exc:
-            self.study.tell(trial, state=TrialState.PRUNED)
-            LOG.info("trial %d %s", trial.number, exc)
-        except KeyboardInterrupt:
-            trial.set_user_attr("error", "interrupted")
-            self.study.tell(trial, state=TrialState.FAIL)
-            raise
-        except Exception as exc:  # a crash or out-of-memory ends this trial, not the study
-            trial.set_user_attr("error", _one_line(exc))
-            self.study.tell(trial, state=TrialState.FAIL)
-            LOG.warning("trial %d failed: %s", trial.number, _one_line(exc))
-            failed = True
-        else:
-            self.study.tell(trial, value)
-            LOG.info("trial %d: best val loss %.4f with %s", trial.number, value, trial.params)
-        if failed:
-            # Only now is the exception (and the traceback holding the trial's tensors) released.
-            _free_accelerator_memory()
+def _reseed(seed: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """After each trial, a sampler seeded by (--seed, trials with a value so far): a rerun or a second process
+    does not replay the first one's draws, while one process stays reproducible (a killed and retried trial
+    does not shift the later draws)."""
+
+    def callback(study: optuna.Study, _trial: FrozenTrial) -> None:
+        valued = len(study.get_trials(deepcopy=False, states=VALUED))
+        study.sampler = optuna.samplers.TPESampler(seed=(seed * 1_000_003 + valued) % 2**32,
+                                                   n_startup_trials=TPE_STARTUP_TRIALS)
+
+    return callback
 
 
 def _study_settings(args: argparse.Namespace) -> dict[str, Any]:
     """What makes trials comparable: a study refuses to continue under other values of these."""
-    names = ("model", "task", "epochs_per_trial", "batch_size", "max_steps_per_epoch", "seed")
-    names += ("init_strategy", "use_layerwise_training", "layerwise_epochs")
+    names = ("model", *TRIAL_SETTINGS, *QUIXER_FLAGS)
     return {name: getattr(args, name) for name in names}
 
 
 def _open_study(args: argparse.Namespace, choice: StorageChoice, output_dir: Path) -> optuna.Study:
-    """Create or load the study (under the claim lock); --overwrite deletes it and its trial folders first."""
+    """Create or load the study; --overwrite deletes it and its trial folders first."""
     warmup = max(1, args.epochs_per_trial // 10)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=warmup)
-    with claim_lock(choice.lock_path):
-        if args.overwrite:
-            with contextlib.suppress(KeyError):
-                optuna.delete_study(study_name=args.study_name, storage=choice.storage)
-                shutil.rmtree(output_dir / TRIALS_DIR, ignore_errors=True)
-                LOG.info("--overwrite: deleted study %s from %s and its trial folders", args.study_name, choice.shown)
-        study = optuna.create_study(
-            storage=choice.storage,
-            study_name=args.study_name,
-            direction="minimize",
-            pruner=pruner,
-            sampler=optuna.samplers.TPESampler(seed=args.seed),
-            load_if_exists=True,
+    if args.overwrite:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=args.study_name, storage=choice.storage)
+            LOG.info("--overwrite: deleted study %s from %s", args.study_name, choice.shown)
+        shutil.rmtree(output_dir / TRIALS_DIR, ignore_errors=True)
+    study = optuna.create_study(storage=choice.storage, study_name=args.study_name, direction="minimize",
+                                pruner=pruner, load_if_exists=True)
+    settings = json.loads(json.dumps(_study_settings(args)))
+    stored = study.user_attrs.get("settings")
+    if stored is None:
+        study.set_user_attr("settings", settings)
+    elif stored != settings:
+        changed = ", ".join(f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in settings.items() if stored.get(k) != v)
+        raise UserError(
+            f"--study_name {args.study_name}: the study in {choice.shown} ran with other settings ({changed}); "
+            "choose another --study_name, or pass --overwrite to delete it and start afresh"
         )
-        settings = json.loads(json.dumps(_study_settings(args)))
-        stored = study.user_attrs.get("settings")
-        if stored is None:
-            study.set_user_attr("settings", settings)
-        elif stored != settings:
-            changed = ", ".join(f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in settings.items() if stored.get(k) != v)
-            raise UserError(
-                f"--study_name {args.study_name}: the study in {choice.shown} ran with other settings ({changed}); "
-                "choose another --study_name, or pass --overwrite to delete it and start afresh"
-            )
+    valued = len(study.get_trials(deepcopy=False, states=VALUED))
+    study.sampler = optuna.samplers.TPESampler(seed=(args.seed * 1_000_003 + valued) % 2**32,
+                                               n_startup_trials=TPE_STARTUP_TRIALS)
     return study
-
-
-def _prepare_output(output_dir: Path, study_name: str, overwrite: bool) -> None:
-    """A tuner folder of the same study resumes; anything else non-empty is refused unless --overwrite."""
-    record = output_dir / ARGS_FILE
-    if record.is_file() and not overwrite:
-        previous = read_json(record, "run record")
-        if previous.get("stage") == STAGE:
-            held = previous.get("args", {}).get("study_name")
-            if held != study_name:
-                raise UserError(
-                    f"--output_dir {output_dir}: holds study {held!r}; pass --study_name {held} to continue it "
-                    "or choose another --output_dir"
-                )
-            return
-    prepare_output_dir(output_dir, overwrite)
 
 
 def _save_figure(axes: Any, path: Path) -> None:
@@ -585,9 +464,8 @@ def write_trials_csv(trials: list[FrozenTrial], path: Path) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def summarize_study(
-    study: optuna.Study, args: argparse.Namespace, tuner: Tuner, storage_shown: str, seconds: float
-) -> dict[str, Any]:
+def summarize_study(study: optuna.Study, args: argparse.Namespace, tuner: Tuner, storage_shown: str,
+                    seconds: float) -> dict[str, Any]:
     """Write trials.csv, best_params.json and the plots; return metrics.json's content."""
     trials = study.get_trials(deepcopy=False)
     write_trials_csv(trials, tuner.output_dir / TRIALS_FILE)
@@ -595,8 +473,8 @@ def summarize_study(
     best = min(complete, key=lambda t: t.value) if complete else None
     if best is not None:
         atomic_write_json(tuner.output_dir / BEST_PARAMS_FILE, best.user_attrs["flags"])
-        where = tuner.output_dir / BEST_PARAMS_FILE
-        LOG.info("best trial %d: val loss %.4f; its flags are in %s", best.number, best.value, where)
+        LOG.info("best trial %d: val loss %.4f; its flags are in %s", best.number, best.value,
+                 tuner.output_dir / BEST_PARAMS_FILE)
     plots, importances = write_plots(study, tuner.output_dir, args.seed)
     by_state = {state.name: sum(t.state == state for t in trials) for state in TrialState}
     return {
@@ -605,13 +483,15 @@ def summarize_study(
         "storage": storage_shown,
         "n_trials_requested": args.n_trials,
         "n_trials_finished": sum(t.state in FINISHED for t in trials),
+        "n_trials_with_value": sum(t.state in VALUED for t in trials),
         "trials_by_state": by_state,
         "trials_run_by_this_process": tuner.ran,
+        "budget": {"trials": args.n_trials, "epochs_per_trial": args.epochs_per_trial,
+                   "max_steps_per_epoch": args.max_steps_per_epoch, "batch_size": args.batch_size},
         "best_trial": None if best is None else best.number,
         "best_value": None if best is None else best.value,
         "best_value_metric": "best validation loss (nats per window) within the trial",
         "best_params": None if best is None else best.user_attrs["flags"],
-        "best_trial_host": None if best is None else best.user_attrs.get("host"),
         "best_trial_dir": None if best is None else str(tuner.output_dir / TRIALS_DIR / str(best.number)),
         "search_space": {name: dim.describe(name) for name, dim in tuner.space.items()},
         "fixed_params": tuner.fixed_params,
@@ -621,31 +501,33 @@ def summarize_study(
     }
 
 
-def run_tuning(args: argparse.Namespace, spec: TrainerSpec) -> dict[str, Any]:
+def run_tuning(args: argparse.Namespace) -> dict[str, Any]:
     """The tune stage: open or continue the study, run trials until it holds --n_trials, summarise."""
     started = time.monotonic()
-    for flag in ("n_trials", "epochs_per_trial", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag} {getattr(args, flag)}: must be at least 1")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UserError(f"--timeout {args.timeout}: must be a positive number of seconds")
-    known = spec.flag_names()
-    for flag in ("init_strategy", "use_layerwise_training", "layerwise_epochs"):
-        if getattr(args, flag) not in (None, False) and flag not in known:
-            raise UserError(f"--{flag}: {spec.stage}.py has no such flag; drop it for --model {args.model}")
+    if args.model != "quixer":
+        for flag in QUIXER_FLAGS:
+            if getattr(args, flag) not in (None, False):
+                raise UserError(f"--{flag}: a Quixer setting; drop it for --model {args.model}")
     space, fixed = load_search_space(args.search_space, args.model)
-    data = load_token_dataset(args.data_dir)
-    prepare_task(data, args.task)
+    data = open_tokens(args.data_dir)
     output_dir = Path(args.output_dir)
-    _prepare_output(output_dir, args.study_name, args.overwrite)
-    choice = open_storage(args.storage, output_dir)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _open_study(args, choice, output_dir)
-    record = RunRecord(output_dir, STAGE, {**vars(args), "storage": choice.shown})
-    tuner = Tuner(args, spec, study, choice.lock_path, space, fixed, data, output_dir)
-    tuner.run()
-    metrics = summarize_study(study, args, tuner, choice.shown, time.monotonic() - started)
-    record.finish(metrics)
+    record_args = {**vars(args), "storage": _hide_password(args.storage) if args.storage else None}
+    with stage_run(output_dir, STAGE, record_args, role="tune", overwrite=args.overwrite, completed="rerun") as run:
+        held = (run.previous_record or {}).get("args", {}).get("study_name")
+        if run.previous_record is not None and held != args.study_name and not args.overwrite:
+            raise UserError(f"--output_dir {output_dir}: holds study {held!r}; pass --study_name {held} to continue it "
+                            "or choose another --output_dir")
+        choice = open_storage(args.storage, output_dir, args.heartbeat)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = _open_study(args, choice, output_dir)
+        tuner = Tuner(args, space, fixed, data, output_dir)
+        counted = (*VALUED, TrialState.RUNNING) if choice.heartbeat else VALUED
+        missing = args.n_trials - len(study.get_trials(deepcopy=False, states=VALUED))
+        if missing > 0:
+            study.optimize(tuner, n_trials=missing, timeout=args.timeout, catch=(Exception,), gc_after_trial=True,
+                           callbacks=[MaxTrialsCallback(args.n_trials, states=counted), _reseed(args.seed)])
+        metrics = summarize_study(study, args, tuner, choice.shown, time.monotonic() - started)
+        run.finish(metrics)
     if metrics["best_trial"] is None:
         raise UserError(
             f"study {args.study_name}: no trial completed ({metrics['trials_by_state']}); "

@@ -14,6 +14,7 @@ from quixer_rna.quixer_sim import (
     lcu_powers,
     pauli_expectations,
     polynomial_state,
+    run_circuit,
     zero_planes,
 )
 
@@ -68,6 +69,8 @@ def test_token_circuit_statevectors_match_pennylane(n):
     reference = np.stack([np.asarray(state(angles[:, b].double().numpy())) for b in range(5)], axis=-1)
     ours = apply_circuit(zero_planes(n, 5), angles, n, gates)
     assert np.abs(_complex(ours) - reference).max() < TOL
+    # the workspace (adjoint, CUDA-graph-ready) circuit, two states per chunk
+    assert np.abs(_complex(run_circuit(zero_planes(n, 5), angles, n, gates, chunk=2)) - reference).max() < TOL
     # the adjoint path: M = U_t alone (one token, b = 1), first power
     adjoint = lcu_powers(angles.unsqueeze(-1), torch.ones(1), torch.zeros(1), n, gates, 1)[0]
     assert np.abs(_complex(adjoint) - reference).max() < TOL
@@ -170,3 +173,322 @@ def test_powers_of_unitaries_keep_the_norm_bounded():
     powers = lcu_powers(angles, b_re / norm, b_im / norm, 4, gates, 3)
     norms = (powers * powers).sum((1, 2))
     assert (norms <= 1 + 1e-5).all() and (norms > 0).all()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Memory budgets, chunking, the static-buffer (CUDA-graph-ready) loops, device hygiene.
+
+import ctypes  # noqa: E402
+import warnings  # noqa: E402
+
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils._pytree import tree_flatten  # noqa: E402
+
+from quixer_rna import quixer_sim  # noqa: E402
+from quixer_rna.quixer_sim import (  # noqa: E402
+    chunk_windows,
+    clear_simulator_cache,
+    simulation_bytes_per_window,
+    simulation_total_bytes,
+    simulator_cache_info,
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_simulator_cache():
+    """Every test starts and ends without cached workspaces (so graph-state counts are its own)."""
+    clear_simulator_cache()
+    yield
+    clear_simulator_cache()
+
+
+def _problem(n=3, layers=2, windows=7, tokens=3, dtype=torch.float64, seed=4):
+    torch.manual_seed(seed)
+    gates = circuit14_gates(n, layers)
+    # permuted like the model's angles ([W, T, G] memory viewed as [G, W, T]): the simulator takes any strides
+    angles = torch.randn(windows, tokens, len(gates), dtype=dtype).permute(2, 0, 1)
+    b_re, b_im = torch.rand(tokens, dtype=dtype), torch.rand(tokens, dtype=dtype)
+    return gates, angles, b_re, b_im
+
+
+def _forward_backward(gates, angles, b_re, b_im, n, degree, **kwargs):
+    """lcu_powers' output and the gradients of a fixed random weighting of it."""
+    leaves = [t.detach().clone().requires_grad_() for t in (angles, b_re, b_im)]
+    out = lcu_powers(*leaves, n, gates, degree, **kwargs)
+    weights = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(9))
+    (out * weights).sum().backward()
+    return [out.detach()] + [t.grad for t in leaves]
+
+
+def test_bytes_formula_and_chunk_choice():
+    n, tokens, degree, gates = 4, 5, 3, 32
+    dim = 2**n
+    held = 2 * degree * dim * tokens + 4 * degree * dim + gates * tokens
+    work = 9 * dim * tokens + 3 * gates * tokens + 8 * dim
+    assert simulation_bytes_per_window(n, tokens, degree, num_gates=gates, part="held") == 4 * held
+    assert simulation_bytes_per_window(n, tokens, degree, num_gates=gates, part="chunk") == 4 * work
+    assert simulation_bytes_per_window(n, tokens, degree, torch.float64, num_gates=gates) == 8 * (held + work)
+    assert simulation_total_bytes(10, n, tokens, degree, num_gates=gates, chunk=3) == 4 * (10 * held + 3 * work)
+    assert simulation_total_bytes(10, n, tokens, degree, num_gates=gates) == 4 * 10 * (held + work)
+    # the budget decides: room for exactly c workspaces after every window's held part -> c (balanced)
+    for c, expected in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 5), (9, 5), (10, 10), (99, 10)]:
+        budget = 4 * (10 * held + c * work)
+        assert chunk_windows(10, n, tokens, degree, torch.float32, "cpu", budget, num_gates=gates) == expected
+    # below the held part alone: still one window at a time (the caller refuses such configurations)
+    assert chunk_windows(10, n, tokens, degree, torch.float32, "cpu", 1.0, num_gates=gates) == 1
+    # CPU stays cache-sized (balanced: 1000 windows -> 16 chunks of 63); CUDA takes all the budget allows
+    plenty = 1e15
+    assert chunk_windows(1000, n, tokens, degree, torch.float32, "cpu", plenty, num_gates=gates) == 63
+    assert chunk_windows(1000, n, tokens, degree, torch.float32, "cuda", plenty, num_gates=gates) == 1000
+    assert chunk_windows(1000, n, tokens, degree, torch.float32, "cuda", 4 * (1000 * held + 300 * work),
+                         num_gates=gates) == 250
+    # the paper-sized circuit: saved outputs dominate the held part; at n=14 they are ~12 GiB per 1024 windows
+    paper = simulation_total_bytes(1024, 6, 32, 3, num_gates=96)
+    assert 150 * 2**20 < paper < 250 * 2**20
+    assert simulation_total_bytes(1024, 14, 32, 3, num_gates=224, chunk=1) > 12 * 2**30
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 7])
+def test_memory_budget_chunking_matches_all_at_once(chunks):
+    n, degree = 3, 2
+    gates, angles, b_re, b_im = _problem(n=n)
+    windows, tokens = angles.shape[1], angles.shape[2]
+    whole = _forward_backward(gates, angles, b_re, b_im, n, degree, chunk=windows)
+    held = simulation_bytes_per_window(n, tokens, degree, torch.float64, num_gates=len(gates), part="held")
+    work = simulation_bytes_per_window(n, tokens, degree, torch.float64, num_gates=len(gates), part="chunk")
+    budget = windows * held + chunks * work          # room for `chunks` windows at a time (7 = 3+3+1 at 3)
+    chosen = chunk_windows(windows, n, tokens, degree, torch.float64, "cpu", budget, num_gates=len(gates))
+    assert chosen == {1: 1, 2: 2, 3: 3, 7: 7}[chunks]
+    chunked = _forward_backward(gates, angles, b_re, b_im, n, degree, budget_bytes=budget)
+    assert {info["chunk"] for info in simulator_cache_info()} == {windows, chosen}
+    for ours, reference in zip(chunked, whole):
+        assert torch.allclose(ours, reference, rtol=1e-12, atol=1e-12)
+    # evaluation (no grad) keeps no per-power outputs and gives the same powers
+    with torch.no_grad():
+        assert torch.allclose(lcu_powers(angles, b_re, b_im, n, gates, degree, budget_bytes=budget), whole[0],
+                              rtol=1e-12, atol=1e-12)
+
+
+class _FakeGraphs:
+    """Drives the CUDA-graph state machine on CPU: warm-ups run the loop, a 'capture' records it WITHOUT
+    running it (as CUDA capture does), and replays run it."""
+
+    def __init__(self, monkeypatch, fail: bool = False):
+        self.warm_ups, self.captures, self.replays = 0, 0, 0
+        self.fail = fail
+        monkeypatch.setattr(quixer_sim, "_graphs_possible", lambda device: True)
+        monkeypatch.setattr(quixer_sim, "_stream_capturing", lambda device: False)
+        monkeypatch.setattr(quixer_sim, "_warm_up", self._warm_up)
+        monkeypatch.setattr(quixer_sim, "_capture", self._capture)
+
+    def _warm_up(self, fn, device):
+        self.warm_ups += 1
+        fn()
+
+    def _capture(self, fn, device):
+        if self.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        self.captures += 1
+
+        def replay():
+            self.replays += 1
+            fn()
+        return replay
+
+
+def _plain_autograd_powers(angles, b_re, b_im, n, gates, degree):
+    """The reference: every gate differentiated by autograd (no adjoint, no buffers, no chunks)."""
+    v = zero_planes(n, angles.shape[1], angles.dtype)
+    powers = []
+    for _ in range(degree):
+        outs = [apply_circuit(v, angles[:, :, t], n, gates) for t in range(angles.shape[2])]
+        v = torch.stack([sum(b_re[t] * o[0] - b_im[t] * o[1] for t, o in enumerate(outs)),
+                         sum(b_re[t] * o[1] + b_im[t] * o[0] for t, o in enumerate(outs))])
+        powers.append(v)
+    return torch.stack(powers)
+
+
+def test_graph_ready_static_buffers_equal_the_plain_path(monkeypatch):
+    n, degree = 3, 3
+    gates, angles, b_re, b_im = _problem(n=n, windows=5, tokens=4)
+    leaves = [t.detach().clone().requires_grad_() for t in (angles, b_re, b_im)]
+    plain = _plain_autograd_powers(*leaves, n, gates, degree)
+    weights = torch.randn(plain.shape, dtype=plain.dtype, generator=torch.Generator().manual_seed(9))
+    (plain * weights).sum().backward()
+    reference = [plain.detach()] + [t.grad for t in leaves]
+    eager = _forward_backward(gates, angles, b_re, b_im, n, degree, chunk=2, use_cuda_graphs=False)
+
+    fake = _FakeGraphs(monkeypatch)
+    # 5 windows in chunks of 2: the last chunk is short and runs padded in the same workspace
+    for step in range(3):
+        graphed = _forward_backward(gates, angles, b_re, b_im, n, degree, chunk=2, use_cuda_graphs=True)
+        for ours, ref, same in zip(graphed, reference, eager):
+            assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-12)
+            assert torch.equal(ours, same)   # the same kernels on the same buffers: bit for bit
+    # one workspace, each loop warmed up GRAPH_WARMUP_CALLS times, captured once, then only replayed
+    [info] = simulator_cache_info()
+    assert info["chunk"] == 2 and info["forward"] == info["adjoint"] == "graph" and info["captures"] == 2
+    calls_per_loop = 3 * 3 * degree          # 3 steps x 3 chunks x degree powers
+    assert fake.warm_ups == 2 * quixer_sim.GRAPH_WARMUP_CALLS and fake.captures == 2
+    assert fake.replays == 2 * (calls_per_loop - quixer_sim.GRAPH_WARMUP_CALLS)
+
+
+def test_failed_capture_falls_back_to_eager(monkeypatch):
+    n, degree = 3, 2
+    gates, angles, b_re, b_im = _problem(n=n, windows=4)
+    eager = _forward_backward(gates, angles, b_re, b_im, n, degree, chunk=4, use_cuda_graphs=False)
+    clear_simulator_cache()
+    _FakeGraphs(monkeypatch, fail=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            graphed = _forward_backward(gates, angles, b_re, b_im, n, degree, chunk=4, use_cuda_graphs=True)
+            for ours, same in zip(graphed, eager):
+                assert torch.equal(ours, same)
+    assert sum("capture failed" in str(w.message) for w in caught) == 2   # once per loop, then eager for good
+    [info] = simulator_cache_info()
+    assert info["forward"] == info["adjoint"] == "failed"
+
+
+class _DeviceRecorder(TorchDispatchMode):
+    """Records the device of every tensor every aten op returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.devices: dict[str, set[str]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for item in tree_flatten(out)[0]:
+            if isinstance(item, torch.Tensor):
+                self.devices.setdefault(item.device.type, set()).add(str(func))
+        return out
+
+
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_simulator_on_meta_creates_nothing_on_another_device(chunk):
+    """The whole simulator, forward and backward, with every input on `meta`: any tensor made on the CPU (a
+    torch.tensor(python value), a default-device factory) would be a host round trip on CUDA."""
+    n, gates, readout_gates = 3, circuit14_gates(3, 2), circuit14_gates(3, 1)
+    with _DeviceRecorder() as recorder:
+        angles = torch.randn(5, 4, len(gates), device="meta").permute(2, 0, 1).requires_grad_()
+        b_re, b_im = (torch.rand(4, device="meta", requires_grad=True) for _ in range(2))
+        coeffs = torch.rand(4, device="meta", requires_grad=True)
+        readout = torch.randn(len(readout_gates), device="meta", requires_grad=True)
+        psi = polynomial_state(angles, b_re, b_im, coeffs, n, gates, chunk=chunk, use_cuda_graphs=True)
+        psi = psi / torch.sqrt((psi * psi).sum((0, 1)).clamp_min(1e-30))
+        psi = run_circuit(psi, readout.unsqueeze(-1), n, readout_gates, chunk=chunk, use_cuda_graphs=True)
+        features = pauli_expectations(apply_circuit(psi, readout.unsqueeze(-1), n, readout_gates), n)
+        features.sum().backward()
+    assert set(recorder.devices) == {"meta"}, {k: sorted(v) for k, v in recorder.devices.items() if k != "meta"}
+    assert "aten.addcmul_.default" in recorder.devices["meta"]   # the adjoint loop ran under the recorder
+    assert angles.grad is not None and angles.grad.device.type == "meta"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _malloc_in_use():
+    """Bytes glibc's malloc has handed out (heap + mmapped chunks): where torch's CPU tensors live."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    return lambda: (lambda m: m.uordblks + m.hblkhd)(mallinfo2())
+
+
+class _PeakSampler(TorchDispatchMode):
+    def __init__(self, in_use):
+        super().__init__()
+        self.in_use, self.start = in_use, in_use()
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.peak = max(self.peak, self.in_use() - self.start)
+        return out
+
+
+@pytest.mark.parametrize("chunk", [None, 8])
+def test_bytes_estimate_matches_the_measured_peak(chunk):
+    """simulation_total_bytes against the real peak of malloc'd bytes over one forward + backward (sampled
+    after every aten op): within 5% once the workspace's host-side view metadata (a fixed ~15 KB per gate,
+    measured here; no device memory) is taken off."""
+    in_use = _malloc_in_use()
+    if in_use is None:
+        pytest.skip("needs glibc's mallinfo2 to measure CPU allocations")
+    n, degree, windows, tokens = 6, 3, 64, 16
+    gates = circuit14_gates(n, 1)
+    used_chunk = chunk or chunk_windows(windows, n, tokens, degree, num_gates=len(gates), budget_bytes=1e15)
+    before = in_use()
+    workspace = quixer_sim._Workspace(torch.zeros(()), n, tuple(gates), used_chunk, tokens)
+    metadata = in_use() - before - workspace.nbytes
+    del workspace
+    torch.manual_seed(5)
+    angles = torch.randn(windows, tokens, len(gates)).permute(2, 0, 1).requires_grad_()
+    b_re, b_im = torch.rand(tokens, requires_grad=True), torch.rand(tokens, requires_grad=True)
+    with _PeakSampler(in_use) as sampler:
+        out = lcu_powers(angles, b_re, b_im, n, gates, degree, chunk)
+        out.backward(torch.ones_like(out))   # the incoming gradient is part of the estimate
+        del out
+    estimate = simulation_total_bytes(windows, n, tokens, degree, num_gates=len(gates), chunk=used_chunk)
+    assert 0 < metadata < 0.25 * estimate
+    assert 0.95 < (sampler.peak - metadata) / estimate < 1.05, (sampler.peak, metadata, estimate)
+
+
+def _pauli_reference(state, qubits):
+    """The per-wire formula pauli_expectations had: <X_i> = 2 sum Re(conj(a0) a1) over wire i's halves, etc."""
+    xs, ys, zs = [], [], []
+    for w in range(qubits):
+        v = state.view(2, 2**w, 2, 2 ** (qubits - w - 1), state.shape[-1])
+        r0, r1, m0, m1 = v[0, :, 0], v[0, :, 1], v[1, :, 0], v[1, :, 1]
+        xs.append(2 * (r0 * r1 + m0 * m1).sum((0, 1)))
+        ys.append(2 * (r0 * m1 - m0 * r1).sum((0, 1)))
+        zs.append((r0 * r0 + m0 * m0 - r1 * r1 - m1 * m1).sum((0, 1)))
+    return torch.stack(xs + ys + zs)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_vectorised_pauli_expectations_and_gradients(n):
+    torch.manual_seed(n)
+    state = torch.randn(2, 2**n, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3 * n, 4, dtype=torch.float64)
+    ours, reference = pauli_expectations(state, n), _pauli_reference(state, n)
+    assert torch.allclose(ours, reference, rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad((ours * weights).sum(), state)
+    (expected,) = torch.autograd.grad((reference * weights).sum(), state)
+    assert torch.allclose(grad, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_run_circuit_matches_apply_circuit(monkeypatch, shared):
+    """The readout circuit on the workspace loops (adjoint gradients, a short padded last chunk, the
+    CUDA-graph state machine driven by the fake capture) against plain autograd through apply_circuit."""
+    torch.manual_seed(11)
+    n, batch = 4, 5
+    gates = circuit14_gates(n, 2)
+    state = torch.randn(2, 2**n, batch, dtype=torch.float64)
+    angles = torch.randn(len(gates), 1 if shared else batch, dtype=torch.float64)
+    weights = torch.randn(2, 2**n, batch, dtype=torch.float64)
+
+    def outputs(fn):
+        s, a = state.clone().requires_grad_(), angles.clone().requires_grad_()
+        out = fn(s, a)
+        (out * weights).sum().backward()
+        return out.detach(), s.grad, a.grad
+
+    reference = outputs(lambda s, a: apply_circuit(s, a, n, gates))
+    fake = _FakeGraphs(monkeypatch)
+    for _ in range(3):
+        ours = outputs(lambda s, a: run_circuit(s, a, n, gates, chunk=2, use_cuda_graphs=True))
+        for mine, ref in zip(ours, reference):
+            assert mine.shape == ref.shape
+            assert torch.allclose(mine, ref, rtol=1e-10, atol=1e-12)
+    assert fake.captures == 2 and simulator_cache_info()[0]["forward"] == "graph"
+    with pytest.raises(ValueError):
+        run_circuit(state, angles[:, :1].expand(len(gates), 3), n, gates)

@@ -1,144 +1,135 @@
-"""Embedding files written by lambeq_encoder.py and read by quantize_lambeq_embeddings.py.
+"""The embedding folder lambeq_encoder.py writes and quantize_lambeq_embeddings.py reads.
 
-    <dir>/{train,val,test}.pt  a dict of
-        format      "compact" or "dense"
-        k           int, the k-mer length
-        labels      int64 [N]
-        sources     list[str], the transcript of each window
-      compact (context-free, exact, small):
-        kmer_ids    int64 [N, L]   ids of quixer_rna.kmers
-        table       float32 [4^k, D]  the embedding of every k-mer
-      dense (the seeds' layout; always for contextual embeddings):
-        embeddings  float32 [N, L, D]
-        kmer_ids    int64 [N, L]   (optional) present for context-free dense files
-    <dir>/metadata.json
+    <dir>/metadata.json              "format": "quixer-rna-embeddings", "version", "layout", the circuit, and
+                                     "stream": where the k-mer stream is and its checksums
+    <dir>/table.npy                  float32 [R, D]: the embedding of every k-mer (layout "table")
+    <dir>/table_kmers.npy            int64 [R], ascending: which k-mer ids the rows are, present only when the
+                                     table holds just the k-mers that occur (4^k too large to embed them all)
+    <dir>/<split>_embeddings.npy     float32 [N, W, D] (layout "windows"): one embedding per position of every
+                                     window, written only when embeddings depend on context (--context stairs)
+
+Context-free embeddings are a function of the k-mer alone, so the table is all there is to store: a window's
+embeddings are the table rows of its k-mers. The seeds' per-window `<split>.pt` files (`--dense`) are an
+export for people who read them; no stage reads them.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any
+
+import numpy as np
 
 from ..errors import UserError
-from ..runio import atomic_torch_save, read_torch
-from . import SPLITS, split_files
+from ..runio import atomic_open, read_json, sha256_file
+from .kmer_stream import StreamData, resolve_stream
 
-FORMATS = ("compact", "dense")
+FORMAT = "quixer-rna-embeddings"
+VERSION = 1
+LAYOUTS = ("table", "windows")
+TABLE_FILE = "table.npy"
+TABLE_KMERS_FILE = "table_kmers.npy"
+METADATA_FILE = "metadata.json"
+
+
+def window_file(folder: Path, split: str) -> Path:
+    return Path(folder) / f"{split}_embeddings.npy"
+
+
+def save_npy(path: Path, array: np.ndarray) -> str:
+    """Write one array atomically; returns its sha256."""
+    with atomic_open(path, "wb", encoding=None) as handle:
+        np.save(handle, np.ascontiguousarray(array))
+    return sha256_file(path)
+
+
+class WindowArrayWriter:
+    """Fills a [N, ...] .npy file chunk by chunk through a memory map, renamed into place on `close`
+    (so a killed run never leaves a file that looks whole)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: Any):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
+
+    def close(self) -> str:
+        self.array.flush()
+        del self.array
+        os.replace(self.tmp, self.path)
+        return sha256_file(self.path)
 
 
 @dataclass
-class EmbeddingSplit:
-    k: int
-    labels: "torch.Tensor"  # noqa: F821
-    sources: list[str]
-    kmer_ids: "torch.Tensor | None" = None  # noqa: F821
-    table: "torch.Tensor | None" = None  # noqa: F821
-    embeddings: "torch.Tensor | None" = None  # noqa: F821
+class EmbeddingData:
+    folder: Path
+    meta: dict[str, Any]
+    stream: StreamData
+    table: np.ndarray | None
+    table_kmers: np.ndarray | None
 
     @property
-    def is_compact(self) -> bool:
-        return self.table is not None
+    def layout(self) -> str:
+        return str(self.meta["layout"])
 
     @property
     def dim(self) -> int:
-        return int((self.table if self.is_compact else self.embeddings).shape[-1])
+        return int(self.meta["embedding_dim"])
 
-    @property
-    def seq_len(self) -> int:
-        return int((self.kmer_ids if self.is_compact else self.embeddings).shape[1])
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def dense(self) -> "torch.Tensor":  # noqa: F821
-        """The seeds' `embeddings` [N, L, D] (materialised from the table for compact files)."""
-        if self.embeddings is not None:
-            return self.embeddings
-        return self.table[self.kmer_ids]
+    def window_embeddings(self, split: str) -> np.ndarray:
+        """float32 [N, W, D] of one split, memory-mapped (layout "windows")."""
+        path = window_file(self.folder, split)
+        if not path.is_file():
+            raise UserError(f"{path}: missing; rerun lambeq_encoder.py")
+        array = np.load(path, mmap_mode="r")
+        expected = (self.stream.splits[split].num_windows, self.stream.window_size, self.dim)
+        if array.shape != expected:
+            raise UserError(f"{path}: shape {array.shape}, expected {expected}; rerun lambeq_encoder.py")
+        return array
 
 
-def save_embedding_split(
-    path: str | Path,
-    *,
-    k: int,
-    labels: "torch.Tensor",  # noqa: F821
-    sources: Sequence[str],
-    kmer_ids: "torch.Tensor | None" = None,  # noqa: F821
-    table: "torch.Tensor | None" = None,  # noqa: F821
-    embeddings: "torch.Tensor | None" = None,  # noqa: F821
-) -> None:
-    """Write a compact split (kmer_ids + table) or a dense one (embeddings [+ kmer_ids])."""
-    if (table is None) == (embeddings is None):
-        raise ValueError("give exactly one of table (compact) or embeddings (dense)")
-    payload = {
-        "format": "compact" if table is not None else "dense",
-        "k": int(k),
-        "labels": labels.to("cpu").long().contiguous(),
-        "sources": list(sources),
-    }
-    if kmer_ids is not None:
-        payload["kmer_ids"] = kmer_ids.to("cpu").long().contiguous()
-    if table is not None:
-        if kmer_ids is None:
-            raise ValueError("a compact split needs kmer_ids")
-        payload["table"] = table.to("cpu").float().contiguous()
-    else:
-        payload["embeddings"] = embeddings.to("cpu").float().contiguous()
-    atomic_torch_save(payload, path)
+def open_embeddings(folder: str | Path) -> EmbeddingData:
+    """Open an embedding folder and the k-mer stream it was made from, checking both."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--embeddings_dir {folder}: folder not found")
+    meta_path = folder / METADATA_FILE
+    if not meta_path.is_file():
+        raise UserError(f"--embeddings_dir {folder}: no {METADATA_FILE}; give the output folder of lambeq_encoder.py")
+    meta = read_json(meta_path, "embedding metadata")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if (folder / "train.pt").is_file():
+            raise UserError(f"--embeddings_dir {folder}: written by an earlier version (per-window .pt files); rerun "
+                            f"lambeq_encoder.py --data_dir PREPARE_DIR --output_dir {folder} --overwrite on a "
+                            "prepare_autoregressive_data.py output")
+        raise UserError(f"{meta_path}: not an embedding folder written by lambeq_encoder.py")
+    if meta.get("version") != VERSION or meta.get("layout") not in LAYOUTS:
+        raise UserError(f"{meta_path}: embedding format version {meta.get('version')} / layout {meta.get('layout')!r} "
+                        f"is not {VERSION} / one of {LAYOUTS}; rerun lambeq_encoder.py")
+    stream = resolve_stream(meta.get("stream"), folder, meta_path)
+    table = table_kmers = None
+    if meta["layout"] == "table":
+        table = _load(folder / TABLE_FILE)
+        if table.ndim != 2 or table.shape[1] != int(meta["embedding_dim"]) or table.dtype != np.float32:
+            raise UserError(f"{folder / TABLE_FILE}: expected float32 [R, {meta['embedding_dim']}], found "
+                            f"{table.dtype} {table.shape}; rerun lambeq_encoder.py")
+        if (folder / TABLE_KMERS_FILE).is_file():
+            table_kmers = _load(folder / TABLE_KMERS_FILE)
+            if table_kmers.shape != (table.shape[0],) or (np.diff(table_kmers) <= 0).any():
+                raise UserError(f"{folder / TABLE_KMERS_FILE}: must list one ascending k-mer id per table row")
+        elif table.shape[0] != 4**stream.k:
+            raise UserError(f"{folder / TABLE_FILE}: {table.shape[0]} rows but {stream.k}-mers need 4^{stream.k} = "
+                            f"{4**stream.k}; rerun lambeq_encoder.py")
+        if not np.isfinite(table).all():
+            raise UserError(f"{folder / TABLE_FILE}: embeddings contain NaN or infinite values; rerun lambeq_encoder.py")
+    return EmbeddingData(folder, meta, stream, table, table_kmers)
 
 
-def load_embedding_split(path: str | Path) -> EmbeddingSplit:
-    import torch
-
-    path = Path(path)
+def _load(path: Path) -> np.ndarray:
     if not path.is_file():
-        raise UserError(f"{path}: embedding file not found; --embeddings_dir must be the output of lambeq_encoder.py")
-    payload = read_torch(path, "embedding file")
-    if not isinstance(payload, dict):
-        raise UserError(f"{path}: expected a dict of tensors written by lambeq_encoder.py")
-    fmt = payload.get("format", "dense" if "embeddings" in payload else None)
-    if fmt not in FORMATS:
-        raise UserError(f"{path}: neither compact (kmer_ids + table) nor dense (embeddings) embeddings")
-    kmer_ids = payload.get("kmer_ids")
-    if fmt == "compact":
-        table = payload.get("table")
-        if not isinstance(table, torch.Tensor) or table.dim() != 2:
-            raise UserError(f"{path}: 'table' must be a 2-D tensor [4^k, D]")
-        if not isinstance(kmer_ids, torch.Tensor) or kmer_ids.dim() != 2:
-            raise UserError(f"{path}: 'kmer_ids' must be a 2-D tensor [N, L]")
-        if kmer_ids.numel() and (int(kmer_ids.min()) < 0 or int(kmer_ids.max()) >= table.shape[0]):
-            raise UserError(f"{path}: k-mer ids outside the table of {table.shape[0]} rows")
-        n = kmer_ids.shape[0]
-        embeddings = None
-    else:
-        table = None
-        embeddings = payload.get("embeddings")
-        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 3:
-            raise UserError(f"{path}: 'embeddings' must be a 3-D tensor [N, L, D]")
-        n = embeddings.shape[0]
-    labels = payload.get("labels")
-    if labels is None:
-        labels = torch.zeros(n, dtype=torch.int64)
-    elif not isinstance(labels, torch.Tensor) or labels.shape[0] != n:
-        raise UserError(f"{path}: 'labels' must have one entry per window ({n})")
-    sources = list(payload.get("sources") or [f"{path.stem}:{i}" for i in range(n)])
-    if len(sources) != n:
-        raise UserError(f"{path}: {len(sources)} sources for {n} windows")
-    return EmbeddingSplit(
-        k=int(payload.get("k", 0)),
-        labels=labels.long(),
-        sources=sources,
-        kmer_ids=kmer_ids.long() if isinstance(kmer_ids, torch.Tensor) else None,
-        table=table.float() if table is not None else None,
-        embeddings=embeddings.float() if embeddings is not None else None,
-    )
-
-
-def load_embedding_dataset(embeddings_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, EmbeddingSplit]:
-    """Load every split; a missing one, or splits of different widths, is a UserError."""
-    loaded = {s: load_embedding_split(path) for s, path in split_files(embeddings_dir, "--embeddings_dir", splits).items()}
-    dims = {s: e.dim for s, e in loaded.items()}
-    if len(set(dims.values())) != 1:
-        raise UserError(f"--embeddings_dir {embeddings_dir}: splits have different embedding widths {dims}")
-    return loaded
+        raise UserError(f"{path}: missing; rerun lambeq_encoder.py")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({exc}); rerun lambeq_encoder.py") from exc

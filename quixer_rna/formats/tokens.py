@@ -1,112 +1,286 @@
-"""Token files: what quantize_lambeq_embeddings.py and prepare_classical_benchmarks.py write and
-every trainer reads.
+"""Token folders: what quantize_lambeq_embeddings.py and prepare_classical_benchmarks.py write and every
+trainer reads. A token folder holds no windows: it maps the k-mer stream it names to tokens.
 
-    <dir>/{train,val,test}.pt  a dict of
-        sequences   int64 [N, L]  token ids in [0, vocab_size); tokens 1..L-1 predict token L
-        labels      int64 [N]     class labels (0 for the autoregressive task)
-        vocab_size  int           size of the token vocabulary
-        sources     list[str]     (optional) transcript of each window, for resampling by transcript
+    <dir>/metadata.json       "format": "quixer-rna-tokens", "version", "tokenizer", "kind", "vocab_size", "k",
+                              "window_size", "stream" (where the k-mer stream is, and its checksums), "files"
+    kind "kmer_map":  <dir>/kmer_tokens.npy   int32 [4^k]: the token of every k-mer id (-1: a k-mer with no
+                                              embedding, which occurs in no split)
+    kind "identity":  no file: the token of a k-mer is its id (raw k-mers, vocabulary 4^k)
+    kind "windows":   <dir>/<split>_tokens.npy  [N, W]: one token per position of every window, for tokens that
+                                              depend on context (clusters of --context stairs embeddings)
 
-Files hold only tensors and plain types, so they load with torch.load(weights_only=True).
+A trainer reads a batch of windows with one integer gather from the stream (`TokenWindows.batch`), so what it
+holds is O(k-mers), not O(windows x window size). The seeds' `<split>.pt` files (`sequences [N, W]`) are an
+export on request; no stage reads them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
 
 from ..errors import UserError
-from ..runio import atomic_torch_save, read_torch
-from . import SPLITS, split_files
+from ..runio import read_json
+from . import SPLITS
+from .kmer_stream import KmerStream, StreamData, fingerprint, resolve_stream
+
+FORMAT = "quixer-rna-tokens"
+VERSION = 1
+KINDS = ("kmer_map", "identity", "windows")
+METADATA_FILE = "metadata.json"
+MAP_FILE = "kmer_tokens.npy"
+# Chunk for passes over every window (counts, exports): bounded memory whatever the split's size.
+CHUNK = 1 << 18
+
+
+def window_tokens_file(folder: Path, split: str) -> Path:
+    return Path(folder) / f"{split}_tokens.npy"
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.int32)
 
 
 @dataclass
-class TokenSplit:
-    sequences: "torch.Tensor"  # noqa: F821  int64 [N, L]
-    labels: "torch.Tensor"  # noqa: F821  int64 [N]
+class TokenWindows:
+    """The windows of one split as token ids, gathered from the k-mer stream batch by batch.
+
+    Every tensor lives on one device: `to(device)` copies the stream (as int32) and its tables there, so a
+    GPU trainer gathers its batches on the GPU with no host work. Per-window tokens (kind "windows") stay
+    memory-mapped on the host."""
+
+    stream: KmerStream
     vocab_size: int
-    sources: list[str]
+    kmers: torch.Tensor
+    first_window: torch.Tensor
+    cum: torch.Tensor
+    row_base: torch.Tensor
+    token_map: torch.Tensor | None = None
+    window_tokens: torch.Tensor | None = None
+    offsets: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.offsets = torch.arange(self.stream.window_size, device=self.kmers.device)
+
+    @classmethod
+    def build(cls, stream: KmerStream, vocab_size: int, token_map: np.ndarray | None,
+              window_tokens: np.ndarray | None) -> "TokenWindows":
+        kmers = torch.from_numpy(stream.kmers) if len(stream.kmers) else torch.zeros(0, dtype=torch.int32)
+        return cls(
+            stream, vocab_size, kmers,
+            torch.from_numpy(stream.first_window), torch.from_numpy(stream.cum), torch.from_numpy(stream.row_base),
+            None if token_map is None else torch.from_numpy(token_map.astype(np.int64)),
+            None if window_tokens is None else torch.from_numpy(window_tokens),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.kmers.device
+
+    @property
+    def num_windows(self) -> int:
+        return self.stream.num_windows
+
+    @property
+    def window_size(self) -> int:
+        return self.stream.window_size
 
     def __len__(self) -> int:
-        return int(self.sequences.shape[0])
+        return self.num_windows
 
-
-def save_token_split(
-    path: str | Path,
-    sequences: "torch.Tensor",  # noqa: F821
-    vocab_size: int,
-    labels: "torch.Tensor | None" = None,  # noqa: F821
-    sources: Sequence[str] | None = None,
-) -> None:
-    import torch
-
-    sequences = torch.as_tensor(sequences, dtype=torch.int64)
-    if sequences.dim() != 2:
-        raise ValueError(f"sequences must be [N, L], got {tuple(sequences.shape)}")
-    n = sequences.shape[0]
-    labels = torch.zeros(n, dtype=torch.int64) if labels is None else torch.as_tensor(labels, dtype=torch.int64)
-    if sequences.numel() and (int(sequences.min()) < 0 or int(sequences.max()) >= vocab_size):
-        raise ValueError("token ids must lie in [0, vocab_size)")
-    payload = {
-        "sequences": sequences.contiguous(),
-        "labels": labels.contiguous(),
-        "vocab_size": int(vocab_size),
-        "sources": list(sources) if sources is not None else [],
-    }
-    atomic_torch_save(payload, path)
-
-
-def load_token_split(path: str | Path, vocab_size: int | None = None) -> TokenSplit:
-    """Load and validate one split. `vocab_size` (when the file has none) bounds the ids."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: token file not found")
-    payload = read_torch(path, "token file")
-    if not isinstance(payload, dict) or "sequences" not in payload:
-        raise UserError(f"{path}: no 'sequences' tensor; expected the output of quantize_lambeq_embeddings.py")
-    sequences = payload["sequences"]
-    if not isinstance(sequences, torch.Tensor) or sequences.dim() != 2:
-        raise UserError(f"{path}: 'sequences' must be a 2-D tensor [N, L]")
-    if sequences.dtype.is_floating_point or sequences.dtype == torch.bool:
-        raise UserError(f"{path}: 'sequences' must hold integer token ids, found {sequences.dtype}")
-    sequences = sequences.to(torch.int64)
-    if sequences.shape[1] < 2:
-        raise UserError(f"{path}: windows of {sequences.shape[1]} token(s); at least 2 are needed (context + target)")
-    n = sequences.shape[0]
-    labels = payload.get("labels")
-    if labels is None:
-        labels = torch.zeros(n, dtype=torch.int64)
-    elif not isinstance(labels, torch.Tensor) or labels.shape != (n,):
-        raise UserError(f"{path}: 'labels' must be a tensor [N] with N = {n}")
-    file_vocab = payload.get("vocab_size")
-    vocab = int(file_vocab) if file_vocab is not None else vocab_size
-    if vocab is None:
-        vocab = int(sequences.max()) + 1 if n else 1
-    if n and (int(sequences.min()) < 0 or int(sequences.max()) >= vocab):
-        raise UserError(
-            f"{path}: token ids span [{int(sequences.min())}, {int(sequences.max())}] but the vocabulary has {vocab} tokens"
+    def to(self, device: torch.device | str) -> "TokenWindows":
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        kmers = torch.empty(len(self.kmers), dtype=torch.int32, device=device)
+        for begin in range(0, len(self.kmers), 1 << 24):
+            kmers[begin:begin + (1 << 24)] = self.kmers[begin:begin + (1 << 24)].to(torch.int32).to(device)
+        return TokenWindows(
+            self.stream, self.vocab_size, kmers, self.first_window.to(device), self.cum.to(device),
+            self.row_base.to(device), None if self.token_map is None else self.token_map.to(device), self.window_tokens,
         )
-    sources = list(payload.get("sources") or [])
-    if sources and len(sources) != n:
-        raise UserError(f"{path}: {len(sources)} sources for {n} windows")
-    if not sources:
-        sources = [f"{path.stem}:{i}" for i in range(n)]
-    return TokenSplit(sequences=sequences, labels=labels.to(torch.int64), vocab_size=vocab, sources=sources)
+
+    def _locate(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stretch = torch.searchsorted(self.cum, index, right=True) - 1
+        return stretch, index - self.cum[stretch]
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        """Token ids int64 [len(index), W] of windows `index` (on this data's device, or the host for
+        per-window tokens: copy them on)."""
+        return self.tail(index, self.stream.window_size)
+
+    def tail(self, index: torch.Tensor, width: int) -> torch.Tensor:
+        """The last `width` tokens of windows `index`, int64 [len(index), width] (the n-gram's view)."""
+        stretch, within = self._locate(index.to(self.device))
+        if self.window_tokens is not None:
+            rows = (self.row_base[stretch] + within).cpu()
+            return self.window_tokens[rows, self.stream.window_size - width:].long()
+        starts = self.first_window[stretch] + within * self.stream.window_step + (self.stream.window_size - width)
+        return self.tokens_at(starts.unsqueeze(1) + self.offsets[:width])
+
+    def tokens_at(self, positions: torch.Tensor) -> torch.Tensor:
+        """The tokens of stream positions (any shape): one gather of k-mer ids, then the k-mer -> token map."""
+        if self.window_tokens is not None:
+            raise UserError("tokens of stream positions are undefined for per-window (contextual) tokens")
+        ids = self.kmers[positions].long()
+        return ids if self.token_map is None else self.token_map[ids]
+
+    def iter_batches(self, size: int, index: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(window numbers, tokens [B, W]) over `index` (default: every window, in order) in batches."""
+        if index is None:
+            for begin in range(0, self.num_windows, size):
+                chunk = torch.arange(begin, min(self.num_windows, begin + size), device=self.device)
+                yield chunk, self.batch(chunk)
+        else:
+            for chunk in index.split(size):
+                yield chunk, self.batch(chunk)
+
+    def targets(self, index: torch.Tensor) -> torch.Tensor:
+        """The target (last) token of windows `index`, int64: one gather of k-mers, not of whole windows."""
+        return self.tail(index, 1)[:, 0]
+
+    def target_counts(self) -> torch.Tensor:
+        """How often each token is a target, int64 [vocab_size]: the unigram reference's counts."""
+        counts = torch.zeros(self.vocab_size, dtype=torch.int64)
+        for begin in range(0, self.num_windows, CHUNK):
+            index = torch.arange(begin, min(self.num_windows, begin + CHUNK), device=self.device)
+            counts += torch.bincount(self.targets(index).cpu(), minlength=self.vocab_size)
+        return counts
+
+    def window_transcripts(self, index: torch.Tensor | None = None) -> np.ndarray:
+        """Transcript row (the split's transcripts.tsv) of windows `index`, int32 on the host."""
+        return self.stream.window_transcripts(None if index is None else index.cpu().numpy())
+
+    def subset(self, transcript_rows: np.ndarray) -> "TokenWindows":
+        """The same data restricted to some transcripts (e.g. a fraction of the training genes)."""
+        view = self.stream.subset(transcript_rows)
+        return TokenWindows(
+            view, self.vocab_size, self.kmers, torch.from_numpy(view.first_window).to(self.device),
+            torch.from_numpy(view.cum).to(self.device), torch.from_numpy(view.row_base).to(self.device),
+            self.token_map, self.window_tokens,
+        )
+
+    def gene_fraction(self, fraction: float, seed: int) -> tuple["TokenWindows", dict[str, Any]]:
+        """The windows of a seeded share of this split's genes (whole genes, as the split itself): the genes
+        are shuffled once per seed, so a smaller fraction's genes are part of a larger one's."""
+        table = self.stream.transcripts
+        genes = sorted(set(table.genes))
+        order = np.random.default_rng(seed).permutation(len(genes))
+        keep = {genes[i] for i in order[: max(1, math.ceil(fraction * len(genes)))]}
+        rows = np.asarray([row for row, gene in enumerate(table.genes) if gene in keep], dtype=np.int64)
+        view = self.subset(rows)
+        return view, {"fraction": fraction, "genes": len(keep), "genes_total": len(genes),
+                      "transcripts": len(rows), "windows": view.num_windows}
 
 
-def load_token_dataset(data_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, TokenSplit]:
-    """Load every split and check they agree on window length and vocabulary."""
-    paths = split_files(data_dir, "--data_dir", splits)
-    loaded = {s: load_token_split(path) for s, path in paths.items()}
-    vocab = max(split.vocab_size for split in loaded.values())
-    lengths = {s: split.sequences.shape[1] for s, split in loaded.items()}
-    if len(set(lengths.values())) != 1:
-        raise UserError(f"--data_dir {data_dir}: splits have different window lengths {lengths}")
-    for name, split in loaded.items():
-        if len(split) == 0:
-            raise UserError(f"{paths[name]}: no windows")
-        split.vocab_size = vocab
-    return loaded
+@dataclass
+class TokenData:
+    """A token folder: its metadata, the k-mer stream it maps, and every split's windows."""
+
+    folder: Path
+    meta: dict[str, Any]
+    stream: StreamData
+    splits: dict[str, TokenWindows]
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    @property
+    def tokenizer(self) -> str:
+        return str(self.meta.get("tokenizer", "tokens"))
+
+    @property
+    def k(self) -> int:
+        return int(self.meta["k"])
+
+    @property
+    def fingerprint(self) -> str:
+        """What a resume or a paired comparison must share: the stream's and this folder's checksums."""
+        return fingerprint(self.meta["stream"]["sha256"], self.meta.get("files", {}), self.vocab_size, self.meta["kind"])
+
+    def __getitem__(self, split: str) -> TokenWindows:
+        return self.splits[split]
+
+
+def _legacy_hint(folder: Path) -> str:
+    try:
+        stage = read_json(folder / "args.json").get("stage")
+    except (UserError, AttributeError):
+        stage = None
+    script = "prepare_classical_benchmarks.py" if stage == "prepare_classical_benchmarks" else "quantize_lambeq_embeddings.py"
+    return (f"--data_dir {folder}: written by an earlier version (one row of tokens per window); rebuild it: "
+            f"prepare_autoregressive_data.py, then {script} (rerun run_pipeline.sh or run_classical_prep.sh)")
+
+
+def read_token_metadata(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--data_dir {folder}: folder not found")
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        if (folder / "train.pt").is_file():
+            raise UserError(_legacy_hint(folder))
+        raise UserError(f"--data_dir {folder}: no {METADATA_FILE}; give the output folder of "
+                        "quantize_lambeq_embeddings.py or prepare_classical_benchmarks.py")
+    meta = read_json(path, "token metadata")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if (folder / "train.pt").is_file():
+            raise UserError(_legacy_hint(folder))
+        raise UserError(f"{path}: not a token folder (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION or meta.get("kind") not in KINDS:
+        raise UserError(f"{path}: token format version {meta.get('version')} / kind {meta.get('kind')!r} is not "
+                        f"{VERSION} / one of {KINDS}; rebuild the folder with its stage")
+    return meta
+
+
+def resolve_token_folder(folder: str | Path) -> Path:
+    """The token folder itself, or the `tokens/` folder inside it (run_classical_prep.sh's OUT_DIR)."""
+    folder = Path(folder)
+    if not (folder / METADATA_FILE).is_file() and (folder / "tokens" / METADATA_FILE).is_file():
+        return folder / "tokens"
+    return folder
+
+
+def open_tokens(folder: str | Path, splits: Sequence[str] = SPLITS) -> TokenData:
+    """Open a token folder (or the tokens/ folder inside it) and its k-mer stream, checking both (one line
+    per problem)."""
+    folder = resolve_token_folder(folder)
+    meta = read_token_metadata(folder)
+    stream = resolve_stream(meta.get("stream"), folder, folder / METADATA_FILE, splits)
+    vocab = int(meta["vocab_size"])
+    token_map = None
+    if meta["kind"] == "kmer_map":
+        path = folder / MAP_FILE
+        try:
+            token_map = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: missing or unreadable ({exc}); rebuild the token folder") from exc
+        if token_map.shape != (4**stream.k,) or token_map.max(initial=-1) >= vocab:
+            raise UserError(f"{path}: expected one token < {vocab} per {stream.k}-mer ({4**stream.k}), found "
+                            f"shape {token_map.shape}; rebuild the token folder")
+    elif meta["kind"] == "identity" and vocab != 4**stream.k:
+        raise UserError(f"{folder / METADATA_FILE}: raw {stream.k}-mer tokens need vocab_size {4**stream.k}, not {vocab}")
+    loaded: dict[str, TokenWindows] = {}
+    for split in splits:
+        windows = None
+        if meta["kind"] == "windows":
+            path = window_tokens_file(folder, split)
+            try:
+                windows = np.load(path, mmap_mode="c")
+            except (OSError, ValueError) as exc:
+                raise UserError(f"{path}: missing or unreadable ({exc}); rebuild the token folder") from exc
+            expected = (stream.splits[split].num_windows, stream.window_size)
+            if windows.shape != expected:
+                raise UserError(f"{path}: shape {windows.shape}, expected {expected}; rebuild the token folder")
+        elif token_map is not None and token_map.min() < 0 and stream.splits[split].num_windows:
+            present = np.unique(np.asarray(stream.splits[split].kmers))
+            if (token_map[present] < 0).any():
+                raise UserError(f"{folder / MAP_FILE}: a k-mer of split {split} has no token; rebuild the token folder")
+        loaded[split] = TokenWindows.build(stream.splits[split], vocab, token_map, windows)
+    return TokenData(folder, meta, stream, loaded)

@@ -1,29 +1,35 @@
-"""Every trainable model maps context tokens int64 [B, T] to next-token logits [B, V], and is built
-by name through `build_model`, so one training loop, one checkpoint format and one tuner serve all.
+"""Every trainable model maps context tokens int64 [B, T] to next-token logits [B, V], and is built by name
+through `build_model`, so one training loop, one checkpoint format and one tuner serve all.
 
-A model class registers itself with `@register("name")`. It is constructed as
-`cls(vocab_size=V, context_length=T, **config)` where `config` holds only plain types (it is stored
-in checkpoints to refuse a resume with different sizes).
-Optional hooks a model may define, which the trainer calls when present:
-    on_epoch_start(epoch: int) -> dict   e.g. layerwise growth; returns what to log
-    extra_metrics() -> dict[str, float]  e.g. Quixer's post-selection probability of the last forward
+A model registers itself with `@register("name", ConfigClass)`. Its configuration is a dataclass living
+beside it (field metadata: "help", and an argparse "type" or "choices"): the trainer scripts turn its fields
+into flags, the tuner searches them by name, and checkpoints store it as a plain dict. The model is
+constructed as `cls(vocab_size=V, context_length=T, **fields)`.
+
+Optional hooks a model may define, which the training loop calls when present (it knows no model by name):
+    on_epoch_start(epoch: int) -> dict           e.g. layerwise growth; returns what to log
+    extra_metrics() -> dict[str, Tensor]         means over the last forward's windows (e.g. Quixer's
+                                                 post-selection probability), averaged per evaluation
+    auxiliary_loss() -> Tensor | None            a term added to the training loss (e.g. Quixer's
+                                                 post-selection regulariser)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any, Callable
 
 from ..errors import UserError
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, tuple[type, type | None]] = {}
 # Modules that register models; imported on first use so a script only pays for what it builds.
 _MODEL_MODULES = ("quixer_rna.models.quixer", "quixer_rna.models.classical")
 
 
-def register(name: str) -> Callable[[type], type]:
+def register(name: str, config: type | None = None) -> Callable[[type], type]:
     def decorator(cls: type) -> type:
-        _REGISTRY[name] = cls
+        _REGISTRY[name] = (cls, config)
         return cls
 
     return decorator
@@ -31,11 +37,7 @@ def register(name: str) -> Callable[[type], type]:
 
 def _load_all() -> None:
     for module in _MODEL_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
 
 
 def available_models() -> list[str]:
@@ -43,8 +45,35 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_model(name: str, vocab_size: int, context_length: int, config: dict[str, Any]) -> Any:
+def _entry(name: str) -> tuple[type, type | None]:
     _load_all()
     if name not in _REGISTRY:
         raise UserError(f"--model {name}: unknown model; choose from {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](vocab_size=vocab_size, context_length=context_length, **config)
+    return _REGISTRY[name]
+
+
+def config_class(name: str) -> type | None:
+    return _entry(name)[1]
+
+
+def make_config(name: str, values: dict[str, Any] | Any) -> Any:
+    """The model's config dataclass from a dict (unknown keys are a ValueError naming the valid ones), or a
+    config given as such."""
+    config_cls = config_class(name)
+    if config_cls is None or dataclasses.is_dataclass(values):
+        return values
+    valid = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ValueError(f"{name}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+    return config_cls(**values)
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config as plain types (what checkpoints and metrics.json store)."""
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+
+
+def build_model(name: str, vocab_size: int, context_length: int, config: dict[str, Any] | Any) -> Any:
+    cls, _ = _entry(name)
+    return cls(vocab_size=vocab_size, context_length=context_length, **config_dict(make_config(name, config)))

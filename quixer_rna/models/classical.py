@@ -10,11 +10,61 @@ dropout 0.1 everywhere.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ..cli import positive_int, rate
 from . import register
+
+_EMBEDDING = {"type": positive_int, "help": "token embedding size"}
+_DROPOUT = {"type": rate, "help": "dropout probability"}
+
+
+@dataclass
+class LSTMConfig:
+    embedding_dim: int = field(default=96, metadata=_EMBEDDING)
+    hidden_dim: int | None = field(default=None, metadata={"type": positive_int,
+                                                           "help": "LSTM hidden size (default: the embedding size)"})
+    num_layers: int = field(default=2, metadata={"type": positive_int, "help": "stacked LSTM layers"})
+    dropout: float = field(default=0.1, metadata=_DROPOUT)
+
+    def __post_init__(self) -> None:
+        if self.hidden_dim is None:
+            self.hidden_dim = self.embedding_dim
+
+
+@dataclass
+class TransformerConfig:
+    embedding_dim: int = field(default=96, metadata=_EMBEDDING)
+    num_layers: int = field(default=1, metadata={"type": positive_int, "help": "encoder layers"})
+    num_heads: int = field(default=1, metadata={"type": positive_int, "help": "attention heads"})
+    ffn_dim: int | None = field(default=None, metadata={"type": positive_int,
+                                                        "help": "feed-forward width (default: 4 x the embedding size)"})
+    dropout: float = field(default=0.1, metadata=_DROPOUT)
+
+    def __post_init__(self) -> None:
+        if self.ffn_dim is None:
+            self.ffn_dim = 4 * self.embedding_dim
+        if self.embedding_dim % self.num_heads:
+            raise ValueError(f"--embedding_dim {self.embedding_dim}: must be divisible by --num_heads {self.num_heads}")
+
+
+@dataclass
+class FNetConfig:
+    embedding_dim: int = field(default=96, metadata=_EMBEDDING)
+    num_layers: int = field(default=2, metadata={"type": positive_int, "help": "Fourier-mixing blocks"})
+    ffn_dim: int | None = field(default=None, metadata={"type": positive_int,
+                                                        "help": "feed-forward width (default: 4 x the embedding size)"})
+    dropout: float = field(default=0.1, metadata=_DROPOUT)
+
+    def __post_init__(self) -> None:
+        if self.ffn_dim is None:
+            self.ffn_dim = 4 * self.embedding_dim
+
+
+CONFIGS = {"lstm": LSTMConfig, "transformer": TransformerConfig, "fnet": FNetConfig}
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -33,7 +83,7 @@ def _check_sizes(name: str, **sizes: int) -> None:
             raise ValueError(f"{name}: {flag} must be at least 1, got {value}")
 
 
-@register("lstm")
+@register("lstm", LSTMConfig)
 class LSTMModel(nn.Module):
     """Token embedding -> stacked LSTM -> linear head on the last time step."""
 
@@ -65,7 +115,7 @@ class LSTMModel(nn.Module):
         return self.sequence_logits(tokens)[:, -1]
 
 
-@register("transformer")
+@register("transformer", TransformerConfig)
 class TransformerModel(nn.Module):
     """Causal decoder-only Transformer (post-norm, sinusoidal positions) predicting from the last position."""
 
@@ -106,7 +156,7 @@ class TransformerModel(nn.Module):
         if length > self.positions.shape[0]:
             raise ValueError(f"transformer: context of {length} tokens, built for at most {self.positions.shape[0]}")
         hidden = self.dropout(self.embedding(tokens) * self.scale + self.positions[:length])
-        hidden = self.encoder(hidden, mask=self.causal_mask[:length, :length])
+        hidden = self.encoder(hidden, mask=self.causal_mask[:length, :length], is_causal=True)
         return self.head(hidden)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -128,7 +178,7 @@ class FourierBlock(nn.Module):
         return self.ffn_norm(hidden + self.ffn(hidden))
 
 
-@register("fnet")
+@register("fnet", FNetConfig)
 class FNetModel(nn.Module):
     """FNet (Lee-Thorp et al. 2021): token + learned position embeddings, Fourier-mixing blocks,
     linear head on the last position. The mixing sees the whole context, which holds only tokens

@@ -5,32 +5,66 @@ to |0...0>, and Pauli expectations after a trainable readout layer feed a small 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..quixer_sim import apply_circuit, circuit14_gates, pauli_expectations, polynomial_state
+from ..cli import nonnegative_float, positive_float, positive_int, rate
+from ..quixer_sim import apply_circuit, circuit14_gates, pauli_expectations, polynomial_state, simulation_total_bytes
 from . import register
 
 INIT_STRATEGIES = ("small_gaussian", "official", "uniform")
 
 
-@register("quixer")
+@dataclass
+class QuixerConfig:
+    """Quixer's sizes and settings: the trainer's flags, the tuner's search space and the checkpoint's record."""
+
+    embedding_dim: int = field(default=512, metadata={"type": positive_int, "help": "classical token embedding size"})
+    qubits: int = field(default=6, metadata={"type": positive_int,
+                                             "help": "qubits of each token's parameterised circuit (at least 2)"})
+    ansatz_layers: int = field(default=4, metadata={"type": positive_int,
+                                                    "help": "circuit-14 layers of the per-token circuit ansatz"})
+    qsvt_degree: int = field(default=3, metadata={"type": positive_int,
+                                                  "help": "degree of the QSVT polynomial of the token LCU"})
+    dropout: float = field(default=0.1, metadata={"type": rate, "help": "dropout on the classical embedding"})
+    init_strategy: str = field(default="small_gaussian", metadata={
+        "choices": INIT_STRATEGIES,
+        "help": "initialisation of the circuit parameters: small_gaussian (near-identity circuits), official (the "
+                "paper code's), uniform (angles over [0, 2pi), the barren-plateau-prone control)"})
+    init_std: float = field(default=0.1, metadata={"type": positive_float,
+                                                   "help": "standard deviation of the small_gaussian init"})
+    use_layerwise_training: bool = field(default=False, metadata={
+        "help": "grow the trainable ansatz layers gradually (one more every --layerwise_epochs epochs)"})
+    layerwise_epochs: int = field(default=2, metadata={"type": positive_int,
+                                                       "help": "epochs per ansatz-layer stage with --use_layerwise_training"})
+    postselection_weight: float = field(default=0.0, metadata={
+        "type": nonnegative_float,
+        "help": "adds WEIGHT * (-log mean post-selection probability) to the training loss, so training trades "
+                "cross-entropy for fewer repetitions on a device; 0 = the paper's loss"})
+
+
+@register("quixer", QuixerConfig)
 class QuixerModel(nn.Module):
     def __init__(self, vocab_size: int, context_length: int, embedding_dim: int = 512, qubits: int = 6,
                  ansatz_layers: int = 4, qsvt_degree: int = 3, dropout: float = 0.1,
-                 init_strategy: str = "small_gaussian", init_std: float = 0.1,
-                 layerwise_epochs: int = 0) -> None:
+                 init_strategy: str = "small_gaussian", init_std: float = 0.1, use_layerwise_training: bool = False,
+                 layerwise_epochs: int = 2, postselection_weight: float = 0.0) -> None:
         super().__init__()
         if init_strategy not in INIT_STRATEGIES:
             raise ValueError(f"init_strategy {init_strategy!r}: choose from {', '.join(INIT_STRATEGIES)}")
         if qsvt_degree < 1:
             raise ValueError(f"qsvt_degree must be >= 1, got {qsvt_degree}")
-        if layerwise_epochs < 0:
-            raise ValueError(f"layerwise_epochs must be >= 0, got {layerwise_epochs}")
+        if layerwise_epochs < 1:
+            raise ValueError(f"layerwise_epochs must be >= 1, got {layerwise_epochs}")
+        if postselection_weight < 0:
+            raise ValueError(f"postselection_weight must be >= 0, got {postselection_weight}")
+        layerwise_epochs = layerwise_epochs if use_layerwise_training else 0
         self.vocab_size, self.context_length = vocab_size, context_length
         self.qubits, self.ansatz_layers, self.qsvt_degree = qubits, ansatz_layers, qsvt_degree
         self.layerwise_epochs = layerwise_epochs
+        self.postselection_weight = postselection_weight
         self.gates = tuple(circuit14_gates(qubits, ansatz_layers))
         self.readout_gates = tuple(circuit14_gates(qubits, 1))
         self.angles_per_layer = 4 * qubits
@@ -46,13 +80,21 @@ class QuixerModel(nn.Module):
                                   nn.Linear(embedding_dim, vocab_size))
         # 1 for the angles of active ansatz layers; persistent so a loaded checkpoint evaluates as trained.
         self.register_buffer("angle_mask", torch.ones(len(self.gates)))
-        self._postselection: torch.Tensor | None = None
+        self._norm2: torch.Tensor | None = None
         self._initialise(init_strategy, init_std)
         self._set_active_layers(1 if layerwise_epochs > 0 else ansatz_layers)
         if layerwise_epochs > 0:
             with torch.no_grad():  # layers not yet active start exactly at the identity
                 self.token_angles.weight[self.angles_per_layer:] = 0.0
                 self.token_angles.bias[self.angles_per_layer:] = 0.0
+
+    def memory_estimate(self, windows: int, dtype: torch.dtype = torch.float32) -> tuple[int, str]:
+        """Bytes the simulator holds for a forward + backward of `windows` windows (chunked as tightly as
+        possible), and the flags that drive it, checked before anything is allocated."""
+        needed = simulation_total_bytes(windows, self.qubits, self.context_length, self.qsvt_degree, dtype,
+                                        num_gates=len(self.gates), chunk=1)
+        return needed, (f"--qubits {self.qubits} (2^{self.qubits} amplitudes per state) x {self.context_length} "
+                        f"tokens x --qsvt_degree {self.qsvt_degree} powers")
 
     def _initialise(self, strategy: str, std: float) -> None:
         """`small_gaussian`: angles ~ N(0, std^2) (near-identity circuits, away from barren plateaus);
@@ -97,10 +139,19 @@ class QuixerModel(nn.Module):
             self._set_active_layers(self.ansatz_layers)
         return {"active_layers": self.active_layers}
 
-    def extra_metrics(self) -> dict[str, float]:
-        """Mean ||psi||^2 of the last forward: the probability that the LCU/polynomial post-selection succeeds."""
-        value = float("nan") if self._postselection is None else float(self._postselection)
-        return {"postselection": value}
+    def extra_metrics(self) -> dict[str, torch.Tensor]:
+        """Mean ||psi||^2 of the last forward's windows: the probability that the LCU/polynomial post-selection
+        succeeds (a device tensor: reading it is left to the caller's logging points)."""
+        if self._norm2 is None:
+            return {"postselection": torch.tensor(float("nan"))}
+        return {"postselection": self._norm2.detach().mean()}
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        """postselection_weight * (-log mean ||psi||^2) of the last forward: pushes training towards circuits a
+        device post-selects more often (None when the weight is 0, the paper's loss)."""
+        if self.postselection_weight <= 0 or self._norm2 is None or not self._norm2.numel():
+            return None
+        return -self.postselection_weight * torch.log(self._norm2.mean().clamp_min(1e-30))
 
     def lcu_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
         """b = beta / ||beta||_1 as (real, imaginary) parts."""
@@ -114,7 +165,7 @@ class QuixerModel(nn.Module):
         b_re, b_im = self.lcu_coefficients()
         psi = polynomial_state(angles.permute(2, 0, 1), b_re, b_im, self.poly_coeffs, self.qubits, self.gates)
         norm2 = (psi * psi).sum((0, 1))                                            # [W]
-        self._postselection = norm2.detach().mean()
+        self._norm2 = norm2
         psi = psi / torch.sqrt(norm2.clamp_min(1e-30))
         psi = apply_circuit(psi, self.readout_angles.unsqueeze(-1), self.qubits, self.readout_gates)
         features = pauli_expectations(psi, self.qubits).transpose(0, 1)          # [W, 3n]

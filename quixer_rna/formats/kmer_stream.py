@@ -1,0 +1,452 @@
+"""The k-mer stream: what prepare_autoregressive_data.py writes and every later stage reads.
+
+    <dir>/metadata.json            "format": "quixer-rna-kmer-stream", "version", k, stride, window_size,
+                                   window_step, ..., and per split the counts and the sha256 of each file
+    <dir>/<split>/kmers.bin        a 64-byte header (magic, version, item size, k, count), then the k-mer ids
+                                   (quixer_rna.kmers numbering) of every stretch back to back, in the smallest of
+                                   uint8 / uint16 / int32 / int64 that holds 4^k (uint16 for 6-mers)
+    <dir>/<split>/segments.npy     int64 [S, 4]: stream offset, length, transcript row, and the index within its
+                                   transcript of the stretch's first k-mer; a stretch is a maximal run of k-mers
+                                   over A, C, G, T only, so a k-mer with another letter ends one
+    <dir>/<split>/transcripts.tsv  row, accession, gene, length_nt, kmers: the split's transcripts in stream order
+
+A window is a view, never a stored row: `window_size` consecutive k-mers of one stretch whose first k-mer's
+index within the transcript is a multiple of `window_step`. Windows are numbered in stream order (transcript
+by transcript, start by start), which is the order of the sentences.txt export. Every file is memory-mapped
+or small, so opening a split costs O(stretches), not O(k-mers), and nothing per window is ever stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from ..runio import atomic_open, read_json, sha256_file
+from . import SPLITS
+
+FORMAT = "quixer-rna-kmer-stream"
+VERSION = 1
+METADATA_FILE = "metadata.json"
+KMERS_FILE = "kmers.bin"
+SEGMENTS_FILE = "segments.npy"
+TRANSCRIPTS_FILE = "transcripts.tsv"
+STREAM_FILES = (KMERS_FILE, SEGMENTS_FILE, TRANSCRIPTS_FILE)
+MAGIC = b"QXRNAKM\0"
+HEADER = struct.Struct("<8sIIIIQ")
+HEADER_BYTES = 64
+MAX_K = 31
+# Columns of segments.npy.
+OFFSET, LENGTH, TRANSCRIPT, FIRST = range(4)
+
+
+def kmer_dtype(k: int) -> np.dtype:
+    """The smallest of uint8, uint16, int32, int64 holding every id of a k-mer (4^k values)."""
+    if not 1 <= k <= MAX_K:
+        raise UserError(f"--k {k}: must be between 1 and {MAX_K}")
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if 4**k - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def regenerate_hint(folder: Path) -> str:
+    """The command that rebuilds `folder`, from its run record when it has one."""
+    try:
+        command = read_json(folder / "args.json").get("command") or []
+    except (UserError, AttributeError):
+        command = []
+    shown = " ".join(str(part) for part in command if part != "--overwrite")
+    if not shown:
+        shown = f"prepare_autoregressive_data.py --fasta FASTA --output_dir {folder}"
+    return f"rebuild it: python {shown} --overwrite"
+
+
+# ---- writing --------------------------------------------------------------------------------------------------
+
+@dataclass
+class TranscriptRow:
+    accession: str
+    gene: str
+    length_nt: int
+    kmers: int
+
+
+class StreamWriter:
+    """Writes one split: `add(...)` each transcript's k-mer ids in order, then `close()` returns the counts and
+    file checksums for metadata.json. Files appear atomically on close, never half written."""
+
+    def __init__(self, folder: Path, split: str, k: int):
+        self.folder = Path(folder) / split
+        self.k = k
+        self.dtype = kmer_dtype(k)
+        self._bin = atomic_open(self.folder / KMERS_FILE, "wb", encoding=None)
+        self._handle = self._bin.__enter__()
+        self._handle.write(bytes(HEADER_BYTES))
+        self.count = 0
+        self.segments: list[tuple[int, int, int, int]] = []
+        self.transcripts: list[TranscriptRow] = []
+
+    def add(self, accession: str, gene: str, length_nt: int, ids: np.ndarray, valid: np.ndarray) -> None:
+        """One transcript: its k-mer ids [n] and which of them are over ACGT only [n]; every maximal run of
+        valid k-mers becomes a stretch."""
+        row = len(self.transcripts)
+        self.transcripts.append(TranscriptRow(accession, gene, int(length_nt), int(len(ids))))
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], valid.astype(np.int8), [0]))))
+        for first, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            self._handle.write(np.ascontiguousarray(ids[first:end], dtype=self.dtype).tobytes())
+            self.segments.append((self.count, end - first, row, first))
+            self.count += end - first
+
+    def close(self) -> dict[str, Any]:
+        self._handle.seek(0)
+        self._handle.write(HEADER.pack(MAGIC, VERSION, self.dtype.itemsize, self.k, 0, self.count))
+        self._bin.__exit__(None, None, None)
+        segments = np.asarray(self.segments, dtype=np.int64).reshape(-1, 4)
+        with atomic_open(self.folder / SEGMENTS_FILE, "wb", encoding=None) as handle:
+            np.save(handle, segments)
+        with atomic_open(self.folder / TRANSCRIPTS_FILE) as handle:
+            handle.write("row\taccession\tgene\tlength_nt\tkmers\n")
+            for row, t in enumerate(self.transcripts):
+                handle.write(f"{row}\t{t.accession}\t{t.gene}\t{t.length_nt}\t{t.kmers}\n")
+        return {
+            "kmers": self.count,
+            "segments": len(self.segments),
+            "transcripts": len(self.transcripts),
+            "sha256": {name: sha256_file(self.folder / name) for name in STREAM_FILES},
+        }
+
+    def abort(self) -> None:
+        """Drop the half-written stream (an exception in the caller)."""
+        self._bin.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+# ---- windows over stretches -----------------------------------------------------------------------------------
+
+def window_layout(segments: np.ndarray, window_size: int, window_step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per stretch: the stream position of its first window and its number of windows."""
+    first = segments[:, FIRST]
+    aligned = -(-first // window_step) * window_step  # first transcript index >= first that is a multiple of step
+    lead = aligned - first
+    room = segments[:, LENGTH] - lead - window_size
+    counts = np.where(room >= 0, room // window_step + 1, 0)
+    return segments[:, OFFSET] + lead, counts.astype(np.int64)
+
+
+@dataclass
+class TranscriptTable:
+    accessions: list[str]
+    genes: list[str]
+    length_nt: np.ndarray
+    kmers: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.accessions)
+
+
+def read_transcripts(path: Path) -> TranscriptTable:
+    accessions, genes, lengths, kmers = [], [], [], []
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle, delimiter="\t")
+            header = next(reader, None)
+            if header != ["row", "accession", "gene", "length_nt", "kmers"]:
+                raise UserError(f"{path}: not a transcripts table (header {header})")
+            for line_no, row in enumerate(reader, start=2):
+                if len(row) != 5 or row[0] != str(line_no - 2):
+                    raise UserError(f"{path}:{line_no}: malformed row")
+                accessions.append(row[1])
+                genes.append(row[2])
+                lengths.append(int(row[3]))
+                kmers.append(int(row[4]))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: unreadable transcripts table ({exc})") from exc
+    return TranscriptTable(accessions, genes, np.asarray(lengths, dtype=np.int64), np.asarray(kmers, dtype=np.int64))
+
+
+@dataclass
+class KmerStream:
+    """One split of a k-mer stream folder, opened by `open_stream`. Window numbers index `windows(...)`;
+    `subset(...)` gives a view over some transcripts only (e.g. a fraction of the training genes)."""
+
+    folder: Path
+    split: str
+    k: int
+    window_size: int
+    window_step: int
+    kmers: np.ndarray  # memory-mapped ids, copy-on-write so torch can wrap it without a copy
+    segments: np.ndarray  # int64 [S, 4]
+    first_window: np.ndarray = field(init=False)  # stream position of each stretch's first window
+    counts: np.ndarray = field(init=False)  # windows per stretch
+    row_base: np.ndarray | None = None  # number of each stretch's first window in the whole split
+    _transcripts: TranscriptTable | None = None
+
+    def __post_init__(self) -> None:
+        self.first_window, self.counts = window_layout(self.segments, self.window_size, self.window_step)
+        self.cum = np.concatenate(([0], np.cumsum(self.counts)))
+        if self.row_base is None:
+            self.row_base = self.cum[:-1].copy()
+
+    @property
+    def num_windows(self) -> int:
+        return int(self.cum[-1])
+
+    @property
+    def num_kmers(self) -> int:
+        """k-mers in this view's stretches (all of the split's, or a subset's)."""
+        return int(self.segments[:, LENGTH].sum())
+
+    @property
+    def transcripts(self) -> TranscriptTable:
+        if self._transcripts is None:
+            self._transcripts = read_transcripts(self.folder / self.split / TRANSCRIPTS_FILE)
+        return self._transcripts
+
+    def locate(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(stretch, window number within it) of window numbers `index`."""
+        index = np.asarray(index, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= self.num_windows):
+            raise IndexError(f"window numbers outside [0, {self.num_windows})")
+        stretch = np.searchsorted(self.cum, index, side="right") - 1
+        return stretch, index - self.cum[stretch]
+
+    def starts(self, index: np.ndarray) -> np.ndarray:
+        """Stream positions of the first k-mer of windows `index`."""
+        stretch, within = self.locate(index)
+        return self.first_window[stretch] + within * self.window_step
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Numbers of windows `index` in the whole split (they differ from `index` in a subset view)."""
+        stretch, within = self.locate(index)
+        return self.row_base[stretch] + within
+
+    def windows(self, index: np.ndarray) -> np.ndarray:
+        """k-mer ids [len(index), window_size] of windows `index`."""
+        return self.kmers[self.starts(index)[:, None] + np.arange(self.window_size)]
+
+    def window_transcripts(self, index: np.ndarray | None = None) -> np.ndarray:
+        """Transcript row (in transcripts.tsv) of windows `index` (default: every window), int32."""
+        per_stretch = self.segments[:, TRANSCRIPT].astype(np.int32)
+        if index is None:
+            return np.repeat(per_stretch, self.counts)
+        return per_stretch[self.locate(index)[0]]
+
+    def target_positions(self, begin: int, end: int) -> np.ndarray:
+        """Stream positions of the last k-mer (the target) of windows begin..end-1."""
+        return self.starts(np.arange(begin, end)) + self.window_size - 1
+
+    def subset(self, transcript_rows: np.ndarray) -> "KmerStream":
+        """A view holding only the stretches of the given transcripts (same stream, same window rules)."""
+        keep = np.isin(self.segments[:, TRANSCRIPT], np.asarray(transcript_rows))
+        return KmerStream(self.folder, self.split, self.k, self.window_size, self.window_step, self.kmers,
+                          self.segments[keep], row_base=self.row_base[keep], _transcripts=self._transcripts)
+
+    def iter_chunks(self, size: int) -> Iterator[tuple[int, int]]:
+        """(begin, end) window ranges of at most `size`, covering every window in order."""
+        for begin in range(0, self.num_windows, size):
+            yield begin, min(self.num_windows, begin + size)
+
+
+# ---- reading and validating -----------------------------------------------------------------------------------
+
+def read_stream_metadata(folder: str | Path) -> dict[str, Any]:
+    """metadata.json of a k-mer stream folder; a folder of an earlier version (one line per window) or a
+    wrong version is a one-line error naming the command that rebuilds it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--data_dir {folder}: folder not found")
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise UserError(f"{folder}: no {METADATA_FILE}; --data_dir must be the output folder of prepare_autoregressive_data.py")
+    meta = read_json(path, "metadata.json of a k-mer stream folder")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if isinstance(meta, dict) and (folder / "train" / "sentences.txt").is_file():
+            raise UserError(f"{folder}: written by an earlier version (one line of k-mers per window); "
+                            f"{regenerate_hint(folder)}")
+        raise UserError(f"{path}: not a k-mer stream folder (format {meta.get('format') if isinstance(meta, dict) else None!r}); "
+                        "--data_dir must be the output folder of prepare_autoregressive_data.py")
+    if meta.get("version") != VERSION:
+        raise UserError(f"{path}: k-mer stream version {meta.get('version')}, this code reads {VERSION}; "
+                        f"{regenerate_hint(folder)}")
+    return meta
+
+
+def _open_kmers(path: Path, k: int, hint: str) -> np.ndarray:
+    if not path.is_file():
+        raise UserError(f"{path}: missing; {hint}")
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        raw = handle.read(HEADER.size)
+    if len(raw) < HEADER.size:
+        raise UserError(f"{path}: truncated ({size} bytes, no header); {hint}")
+    magic, version, itemsize, file_k, _, count = HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise UserError(f"{path}: not a k-mer stream file (bad magic); {hint}")
+    if version != VERSION:
+        raise UserError(f"{path}: stream version {version}, this code reads {VERSION}; {hint}")
+    dtype = kmer_dtype(k)
+    if file_k != k or itemsize != dtype.itemsize:
+        raise UserError(f"{path}: holds {file_k}-mers of {itemsize} bytes, metadata.json says k={k}; {hint}")
+    expected = HEADER_BYTES + count * itemsize
+    if size != expected:
+        raise UserError(f"{path}: {size} bytes but its header announces {count} k-mers ({expected} bytes): "
+                        f"truncated or damaged; {hint}")
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="c", offset=HEADER_BYTES, shape=(count,))
+
+
+def _check_segments(path: Path, segments: np.ndarray, count: int, hint: str) -> None:
+    if segments.ndim != 2 or segments.shape[1] != 4 or segments.dtype != np.int64:
+        raise UserError(f"{path}: expected int64 [S, 4], found {segments.dtype} {segments.shape}; {hint}")
+    if not len(segments):
+        if count:
+            raise UserError(f"{path}: no stretches for {count} k-mers; {hint}")
+        return
+    offsets, lengths = segments[:, OFFSET], segments[:, LENGTH]
+    ends = offsets + lengths
+    if offsets[0] != 0 or (lengths <= 0).any() or (offsets[1:] != ends[:-1]).any() or ends[-1] != count:
+        raise UserError(f"{path}: stretch offsets do not tile the {count} k-mers of {KMERS_FILE}; {hint}")
+    if (segments[:, FIRST] < 0).any() or (np.diff(segments[:, TRANSCRIPT]) < 0).any() or segments[0, TRANSCRIPT] < 0:
+        raise UserError(f"{path}: stretch transcript rows or starts out of order; {hint}")
+
+
+def open_stream(folder: str | Path, split: str, meta: dict[str, Any] | None = None) -> KmerStream:
+    """Open one split, checking the header, the file size and that the stretches tile the stream."""
+    folder = Path(folder)
+    meta = meta or read_stream_metadata(folder)
+    hint = regenerate_hint(folder)
+    k = int(meta["k"])
+    kmers = _open_kmers(folder / split / KMERS_FILE, k, hint)
+    seg_path = folder / split / SEGMENTS_FILE
+    if not seg_path.is_file():
+        raise UserError(f"{seg_path}: missing; {hint}")
+    try:
+        segments = np.load(seg_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{seg_path}: unreadable ({exc}); {hint}") from exc
+    _check_segments(seg_path, segments, len(kmers), hint)
+    expected = meta.get("splits", {}).get(split, {}).get("transcripts")
+    if len(segments) and expected is not None and segments[-1, TRANSCRIPT] >= expected:
+        raise UserError(f"{seg_path}: transcript rows beyond the {expected} transcripts of the split; {hint}")
+    return KmerStream(folder, split, k, int(meta["window_size"]), int(meta["window_step"]), kmers, segments)
+
+
+@dataclass
+class StreamData:
+    """A whole k-mer stream folder: its metadata and every split."""
+
+    folder: Path
+    meta: dict[str, Any]
+    splits: dict[str, KmerStream]
+
+    @property
+    def k(self) -> int:
+        return int(self.meta["k"])
+
+    @property
+    def window_size(self) -> int:
+        return int(self.meta["window_size"])
+
+    def checksums(self) -> dict[str, dict[str, str]]:
+        return {split: dict(self.meta["splits"][split]["sha256"]) for split in SPLITS}
+
+
+def open_stream_data(folder: str | Path, splits: Sequence[str] = SPLITS) -> StreamData:
+    meta = read_stream_metadata(folder)
+    return StreamData(Path(folder), meta, {split: open_stream(folder, split, meta) for split in splits})
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of JSON-serialised checksums and settings: what a resume or a paired comparison must share."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_sentences_export(stream: KmerStream, folder: Path, chunk: int = 65536) -> None:
+    """The seeds' layout of one split, for people who read it (no stage reads it back): sentences.txt (one
+    window of k-mers per line), labels.txt (0 per line) and sources.txt (the window's transcript)."""
+    from ..kmers import id_to_kmer
+
+    names = np.array([id_to_kmer(i, stream.k) for i in range(4**stream.k)]) if stream.k <= 10 else None
+    accessions = np.asarray(stream.transcripts.accessions, dtype=object)
+    split_dir = folder / stream.split
+    with atomic_open(split_dir / "sentences.txt") as sentences, atomic_open(split_dir / "labels.txt") as labels, \
+            atomic_open(split_dir / "sources.txt") as sources:
+        for begin, end in stream.iter_chunks(chunk):
+            ids = stream.windows(np.arange(begin, end))
+            if names is not None:
+                words = names[ids.astype(np.int64)]
+            else:
+                words = np.vectorize(lambda i: id_to_kmer(int(i), stream.k))(ids)
+            text = io.StringIO()
+            for row in words:
+                text.write(" ".join(row))
+                text.write("\n")
+            sentences.write(text.getvalue())
+            labels.write("0\n" * (end - begin))
+            sources.writelines(f"{a}\n" for a in accessions[stream.window_transcripts(np.arange(begin, end))])
+
+
+# ---- references from later stages -----------------------------------------------------------------------------
+
+def stream_reference(stream: StreamData, from_folder: Path) -> dict[str, Any]:
+    """What a later stage's metadata.json records of the stream it read: where it is (absolute, and relative
+    to the later stage's folder, so a moved study still resolves) and the checksums of its files."""
+    import os
+
+    absolute = stream.folder.resolve()
+    return {
+        "path": str(absolute),
+        "relative": os.path.relpath(absolute, Path(from_folder).resolve()),
+        "k": stream.k,
+        "window_size": stream.window_size,
+        "sha256": stream.checksums(),
+    }
+
+
+def resolve_stream(reference: dict[str, Any], from_folder: Path, meta_path: Path,
+                   splits: Sequence[str] = SPLITS) -> StreamData:
+    """Open the stream a later stage recorded, refusing one rewritten since (its checksums differ)."""
+    if not isinstance(reference, dict) or "path" not in reference:
+        raise UserError(f"{meta_path}: names no k-mer stream folder; rebuild it with its stage's command")
+    candidates = [Path(from_folder) / reference.get("relative", ""), Path(reference["path"])]
+    folder = next((c for c in candidates if (c / METADATA_FILE).is_file()), None)
+    if folder is None:
+        raise UserError(f"{meta_path}: its k-mer stream folder {reference['path']} is gone; "
+                        "restore it or rebuild this folder from a prepare_autoregressive_data.py output")
+    data = open_stream_data(folder, splits)
+    recorded = reference.get("sha256", {})
+    changed = [s for s in splits if recorded.get(s) != data.checksums().get(s)]
+    if changed:
+        raise UserError(f"{meta_path}: the k-mer stream in {folder} was rewritten after this folder was made "
+                        f"(split {', '.join(changed)} differs); rerun this folder's stage on it")
+    return data
+
+
+def window_position_counts(stream: KmerStream, size: int, chunk: int = 1 << 22) -> np.ndarray:
+    """How often each k-mer id (of `size` ids) occurs over all window positions of `stream`: a stream position
+    counts once per window holding it. This is the weight of every k-mer in the windows a model reads."""
+    counts = np.zeros(size, dtype=np.float64)
+    ends = stream.segments[:, OFFSET] + stream.segments[:, LENGTH]
+    step, width = stream.window_step, stream.window_size
+    for begin in range(0, len(stream.kmers), chunk):
+        positions = np.arange(begin, min(len(stream.kmers), begin + chunk), dtype=np.int64)
+        stretch = np.searchsorted(ends, positions, side="right")
+        if not len(stretch) or stretch.max() >= len(ends):
+            stretch = np.minimum(stretch, len(ends) - 1)
+        offset = positions - stream.first_window[stretch]
+        last = np.minimum(stream.counts[stretch] - 1, np.floor_divide(offset, step))
+        first = np.maximum(0, -np.floor_divide(-(offset - width + 1), step))
+        cover = np.maximum(0, last - first + 1)
+        held = cover > 0
+        counts += np.bincount(np.asarray(stream.kmers[begin:begin + len(positions)], dtype=np.int64)[held],
+                              weights=cover[held], minlength=size)
+    return counts

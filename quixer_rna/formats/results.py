@@ -1,0 +1,101 @@
+"""A model's result: the metrics.json every model stage writes (neural trainers, the n-gram, the nucleotide
+Markov reference) and the report reads, defined once with a strict reader.
+
+    model             str     "quixer", "lstm", "transformer", "fnet", "ngram", "markov"
+    seed              int     the run's --seed
+    tokens            dict    folder, tokenizer ("clusters", "raw k-mers"), vocab_size, k, fingerprint
+    test              dict    loss (nats per target), perplexity, accuracy, top5_accuracy
+    references        dict    uniform_perplexity, unigram_perplexity (the same targets)
+    parameters        int     trainable parameters (n-gram: stored n-gram types)
+    train_seconds     float
+    train             dict    fraction (of training genes), windows, kmers (k-mers of the training transcripts
+                              used), genes
+    model_config      dict
+    optional: val (best validation loss ...), train_config, epochs_run, best_epoch, best_step, extra (model
+    metrics such as mean_postselection), tuned_from (a best_params.json), budget, device, world_size, notes.
+
+Roles live in args.json ("role": "train" for all of them); the report never guesses from folder names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..runio import METRICS_FILE, atomic_write_json, read_json
+from .predictions import FILE as PREDICTIONS_FILE
+
+FORMAT = "quixer-rna-result"
+VERSION = 1
+REQUIRED = ("model", "seed", "tokens", "test", "references", "parameters", "train_seconds", "train", "model_config")
+TEST_KEYS = ("loss", "perplexity", "accuracy", "top5_accuracy")
+TOKEN_KEYS = ("folder", "tokenizer", "vocab_size", "k", "fingerprint")
+TRAIN_KEYS = ("fraction", "windows", "kmers")
+
+
+@dataclass
+class ModelResult:
+    folder: Path
+    model: str
+    seed: int
+    tokens: dict[str, Any]
+    test: dict[str, float]
+    references: dict[str, Any]
+    parameters: int
+    train_seconds: float
+    train: dict[str, Any]
+    model_config: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.folder / PREDICTIONS_FILE
+
+    @property
+    def tokenizer(self) -> str:
+        return str(self.tokens["tokenizer"])
+
+    @property
+    def k(self) -> int:
+        return int(self.tokens["k"])
+
+
+def write_result(folder: str | Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Check `result` against the schema and write it as metrics.json; returns what was written."""
+    payload = {"format": FORMAT, "version": VERSION, **result}
+    _check(Path(folder) / METRICS_FILE, payload)
+    atomic_write_json(Path(folder) / METRICS_FILE, payload)
+    return payload
+
+
+def _check(path: Path, payload: dict[str, Any]) -> None:
+    missing = [key for key in REQUIRED if key not in payload]
+    if missing:
+        raise UserError(f"{path}: result lacks {', '.join(missing)}")
+    for key, keys in (("test", TEST_KEYS), ("tokens", TOKEN_KEYS), ("train", TRAIN_KEYS)):
+        if not isinstance(payload[key], dict) or any(k not in payload[key] for k in keys):
+            raise UserError(f"{path}: '{key}' must hold {', '.join(keys)}")
+    loss = payload["test"]["loss"]
+    if loss is not None and not (isinstance(loss, (int, float)) and math.isfinite(loss)):
+        raise UserError(f"{path}: test loss {loss!r} is not a finite number")
+
+
+def read_result(folder: str | Path) -> ModelResult:
+    """A model stage's metrics.json, strictly: a missing key or another format is a one-line UserError."""
+    folder = Path(folder)
+    path = folder / METRICS_FILE
+    payload = read_json(path, "result (metrics.json)")
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != VERSION:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise UserError(f"{path}: not a model result of this version (format {found!r}); rerun its stage")
+    _check(path, payload)
+    return ModelResult(
+        folder=folder, model=str(payload["model"]), seed=int(payload["seed"]), tokens=payload["tokens"],
+        test=payload["test"], references=payload["references"], parameters=int(payload["parameters"]),
+        train_seconds=float(payload["train_seconds"]), train=payload["train"], model_config=payload["model_config"],
+        extra=payload.get("extra") or {}, raw=payload,
+    )

@@ -1,0 +1,269 @@
+"""quixer_circuit.py: a trained Quixer run as a gate-level circuit - qubits, gates, depth, shots per
+prediction, test metrics under finite shots and two-qubit noise, and (with --check) the circuit simulated
+with PennyLane against the simulator the model was trained with.
+
+OUT/resources.json (metrics.json holds the same object; args.json is the run record):
+    run, model                    where the model came from; its sizes (qubits, ansatz_layers, degree, tokens,
+                                  vocab_size)
+    windows                       the test-set indices used (--windows)
+    qubits                        data, index_register (m), index_registers (d), index (d m), degree, ancillas,
+                                  total (fresh index registers), ancillas_measure_reset, total_measure_reset
+    gates, two_qubit_gates, single_qubit_gates, depth, two_qubit_gates_by_part
+                                  of the fresh-register circuit, readout included, after decomposition to
+                                  gate_set; gate_counts_refer_to says so. Counted on the first selected window:
+                                  only multiplexer angles differ between windows, and counts are for generic
+                                  angles, so they hold for every window
+    measure_reset                 qubits, gates, two_qubit_gates, depth, mid_circuit_measurements of the variant
+                                  with one index register measured and reset
+    counting_seconds              wall time of counting both variants
+    success_probability           mean, std (population), min, max of ||psi||^2 over the windows (simulator)
+    raw_shots_per_prediction      eps, at_mean_p = 3/(eps^2 mean p), mean_over_windows = mean of 3/(eps^2 p_w)
+    exact                         cross_entropy, perplexity, accuracy, top5_accuracy (exact expectations),
+                                  success_probability
+    shots                         per --shots S: the same metrics from S kept shots per setting, and
+                                  raw_shots_per_prediction = mean over windows of 3 S / p_w
+    noise_model, noise            per --noise_2q p: p_2q, fidelity, success_probability, expectation_scale and
+                                  the metrics under the global depolarising approximation
+    unigram_cross_entropy         of the add-one-smoothed train target distribution on the same windows
+    break_even_p2q, break_even_reason
+                                  p at which the cross-entropy reaches the unigram's (null and a reason if none)
+    check                         null without --check; {"status": "skipped", "reason"} when the circuit has
+                                  more than CHECK_MAX_QUBITS qubits (one warning line, exit 0: resources only);
+                                  else circuit.check_windows' result, with noise_vs_default_mixed (small
+                                  circuits). A failed check still writes everything and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+import torch
+
+from ..cli import add_common_args, make_parser, positive_float, positive_int, rate
+from ..errors import UserError
+from ..metrics import unigram_log_probs
+from ..runio import atomic_write_json
+from ..stage import stage_run
+from .circuit import CHECK_MAX_QUBITS, check_windows, make_device
+from .io import load_test_windows, load_trained_quixer, train_target_counts
+from .noise import MIXED_MAX_QUBITS, break_even_p2q, mixed_state_comparison, noise_table
+from .params import QuixerStates, quixer_states, qubit_counts, window_circuit
+from .resources import circuit_resources
+from .shots import head_function, raw_shots, score_metrics, shots_table
+
+LOG = logging.getLogger("quixer_rna.quantum")
+STAGE = "quixer_circuit"
+RESOURCES_FILE = "resources.json"
+MIXED_CHECK_WINDOWS = 2
+NOISE_TOLERANCE_NOTE = (
+    "local two-qubit depolarising noise (default.mixed) vs the global approximation, for the first windows: "
+    "the approximation assumes every failure scrambles the whole register, so it is pessimistic; tests "
+    "require both differences within half the failure probability, 0.5 (1 - F)")
+_WINDOW_ITEM = re.compile(r"^(\d+)(?::(\d+))?$")
+
+
+def parse_windows(spec: str) -> list[int]:
+    """'0:8' -> 0..7; '3' -> 3; comma-separated items combine ('0:4,10,12:14'); repeats are dropped."""
+    indices: list[int] = []
+    items = [item.strip() for item in str(spec).split(",")]
+    for item in items:
+        match = _WINDOW_ITEM.match(item)
+        if not match:
+            raise UserError(f"--windows {spec}: expected indices and ranges such as 0:8 or 0,3,5:9 (end exclusive)")
+        start = int(match.group(1))
+        stop = int(match.group(2)) if match.group(2) is not None else start + 1
+        if stop <= start:
+            raise UserError(f"--windows {spec}: the range {item} is empty (end exclusive)")
+        indices.extend(range(start, stop))
+    return list(dict.fromkeys(indices))
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    parser = make_parser(description or __doc__)
+    group = parser.add_argument_group("inputs and output")
+    group.add_argument("--run_dir", required=True, help="output folder of train_quixer_hybrid.py (its checkpoints)")
+    group.add_argument("--data_dir", required=True, help="token folder the run was trained on (train.pt, test.pt)")
+    group.add_argument("--output_dir", required=True, help="where resources.json, args.json and metrics.json go")
+    group.add_argument("--windows", default="0:8", help="test windows to use: indices and ranges, e.g. 0:8 or 0,3,5:9")
+    group = parser.add_argument_group("circuit")
+    group.add_argument("--device", default="default.qubit", help="PennyLane state-vector device for --check")
+    group.add_argument("--check", action="store_true",
+                       help=f"simulate the circuit of every selected window with PennyLane and compare with the "
+                            f"simulator (up to {CHECK_MAX_QUBITS} qubits; larger circuits get resources only); "
+                            f"up to {MIXED_MAX_QUBITS} qubits also default.mixed against the noise approximation")
+    group.add_argument("--shots", type=positive_int, nargs="+", default=[10, 100, 1000, 10000],
+                       help="kept shots per measurement setting (X, Y, Z) to sample test metrics with")
+    group.add_argument("--noise_2q", type=rate, nargs="+", default=[1e-4, 1e-3, 1e-2],
+                       help="two-qubit gate error rates for the noisy test metrics (global depolarising approximation)")
+    group.add_argument("--eps", type=positive_float, default=0.01, help="target precision of each expectation for the shot budget")
+    add_common_args(parser)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> list[int]:
+    windows = parse_windows(args.windows)
+    make_device(args.device, 2)
+    return windows
+
+
+def _unigram_cross_entropy(counts: torch.Tensor, vocab: int, targets: torch.Tensor) -> float:
+    """Cross-entropy on `targets` of the add-one-smoothed train target distribution over the model's vocabulary."""
+    counts = torch.nn.functional.pad(counts[:vocab], (0, max(0, vocab - counts.shape[0])))
+    return float(-unigram_log_probs(counts)[targets].mean())
+
+
+def evaluate(model: torch.nn.Module, tokens: torch.Tensor, counts: torch.Tensor, args: argparse.Namespace,
+             windows: list[int]) -> tuple[dict[str, Any], bool]:
+    """Everything resources.json holds, for windows [B, T+1]; and whether the check (if any) passed."""
+    T = model.context_length
+    context, targets = tokens[:, :T], tokens[:, T]
+    states = quixer_states(model, context)
+    head = head_function(model)
+    resources = circuit_resources(window_circuit(states, 0))
+    qubits = resources["qubits"]
+    success = states.success
+    exact = {**score_metrics(head(states.features), targets), "success_probability": float(success.mean())}
+    unigram_ce = _unigram_cross_entropy(counts, model.vocab_size, targets)
+    n2q, ancillas = resources["two_qubit_gates"], qubits["ancillas"]
+    break_even, reason = break_even_p2q(head, states.features, success, targets, n2q, ancillas, unigram_ce)
+    result: dict[str, Any] = {
+        "model": {"qubits": states.qubits, "ansatz_layers": model.ansatz_layers, "degree": states.degree,
+                  "tokens": states.tokens, "vocab_size": model.vocab_size},
+        "windows": windows,
+        **resources,
+        # spread over the selected windows (std: population, ddof 0)
+        "success_probability": {"mean": float(success.mean()), "std": float(success.std()),
+                                "min": float(success.min()), "max": float(success.max())},
+        "raw_shots_per_prediction": {"eps": args.eps, "at_mean_p": 3.0 / (args.eps**2 * float(success.mean())),
+                                     "mean_over_windows": raw_shots(1.0 / args.eps**2, success)},
+        "exact": exact,
+        "shots": shots_table(head, states.readout_state, success, states.qubits, targets, args.shots, args.seed),
+        "noise_model": "every two-qubit gate fails with probability p_2q; global depolarising approximation: "
+                       "F = (1-p)^two_qubit_gates, success F p + (1-F) 2^-ancillas, expectations scaled by "
+                       "F p / success",
+        "noise": noise_table(head, states.features, success, targets, n2q, ancillas, args.noise_2q),
+        "unigram_cross_entropy": unigram_ce,
+        "break_even_p2q": break_even,
+        "break_even_reason": reason,
+        "check": None,
+    }
+    passed = True
+    if args.check:
+        result["check"], passed = _check(states, args, windows)
+    return result, passed
+
+
+def _check(states: QuixerStates, args: argparse.Namespace, windows: list[int]) -> tuple[dict[str, Any], bool]:
+    """Circuit against simulator on every selected window; on small circuits also the noise approximation
+    against default.mixed on the first MIXED_CHECK_WINDOWS. Too large a circuit: a one-line note, no check."""
+    total = qubit_counts(states.qubits, states.tokens, states.degree)["total"]
+    if total > CHECK_MAX_QUBITS:
+        reason = (f"the circuit has {total} qubits, more than the {CHECK_MAX_QUBITS} this check "
+                  "simulates; resources only")
+        LOG.warning("check skipped: %s", reason)
+        return {"status": "skipped", "reason": reason}, True
+    started = time.perf_counter()
+    check = check_windows(states, range(states.windows), args.device)
+    for window, row in zip(windows, check["per_window"]):
+        row["window"] = window
+    if total <= MIXED_MAX_QUBITS:
+        positions = list(range(min(MIXED_CHECK_WINDOWS, states.windows)))
+        check["noise_vs_default_mixed"] = {
+            "windows": [windows[pos] for pos in positions],
+            "note": NOISE_TOLERANCE_NOTE,
+            "rows": [{"window": windows[pos], **row} for pos in positions
+                     for row in mixed_state_comparison(window_circuit(states, pos), float(states.success[pos]),
+                                                       states.features[pos], args.noise_2q)],
+        }
+    else:
+        check["noise_vs_default_mixed"] = {"skipped": f"more than {MIXED_MAX_QUBITS} qubits for default.mixed"}
+    check["seconds"] = time.perf_counter() - started
+    return check, check["status"] == "passed"
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_report(result: dict[str, Any]) -> str:
+    q, model = result["qubits"], result["model"]
+    gates = ", ".join(f"{k} {v}" for k, v in result["gates"].items() if k != "total")
+    sp = result["success_probability"]
+    shots = result["raw_shots_per_prediction"]
+    lines = [
+        f"Quixer circuit: n={model['qubits']} data qubits, {model['ansatz_layers']} layer(s), T={model['tokens']} "
+        f"tokens, degree {model['degree']}; {len(result['windows'])} test window(s)",
+        f"qubits          {q['total']} with fresh index registers ({q['data']} data + {q['index']} index + "
+        f"{q['degree']} degree); {q['total_measure_reset']} with one index register measured and reset",
+        f"gates           {result['gates']['total']} ({gates})",
+        f"two-qubit gates {result['two_qubit_gates']}   depth {result['depth']}   "
+        f"(measure-and-reset: {result['measure_reset']['two_qubit_gates']}, depth {result['measure_reset']['depth']})",
+        f"success prob.   mean {sp['mean']:.4f}  std {sp['std']:.4f}  min {sp['min']:.4f}  max {sp['max']:.4f}",
+        f"raw shots/pred. eps={shots['eps']:g}: {shots['at_mean_p']:.3g} at mean p, "
+        f"{shots['mean_over_windows']:.3g} mean over windows",
+        "",
+        f"{'shots':>8} {'CE':>8} {'acc':>7} {'top5':>7} {'raw shots/pred':>15}",
+        f"{'exact':>8} {result['exact']['cross_entropy']:8.4f} {result['exact']['accuracy']:7.4f} "
+        f"{result['exact']['top5_accuracy']:7.4f} {'-':>15}",
+    ]
+    for row in result["shots"]:
+        lines.append(f"{row['shots']:>8} {row['cross_entropy']:8.4f} {row['accuracy']:7.4f} "
+                     f"{row['top5_accuracy']:7.4f} {row['raw_shots_per_prediction']:15.4g}")
+    lines += ["", f"{'p_2q':>8} {'fidelity':>9} {'success':>8} {'CE':>8} {'acc':>7} {'top5':>7}"]
+    for row in result["noise"]:
+        lines.append(f"{row['p_2q']:8.1e} {row['fidelity']:9.4f} {row['success_probability']:8.4f} "
+                     f"{row['cross_entropy']:8.4f} {row['accuracy']:7.4f} {row['top5_accuracy']:7.4f}")
+    be = result["break_even_p2q"]
+    lines.append(f"unigram CE {result['unigram_cross_entropy']:.4f}; break-even two-qubit error rate: "
+                 + (f"{be:.3g}" if be is not None else f"none ({result['break_even_reason']})"))
+    check = result["check"]
+    if check is not None:
+        if check["status"] == "skipped":
+            lines.append(f"check skipped: {check['reason']}")
+        else:
+            lines.append(f"check {check['status']} on {check['windows_checked']} window(s) ({check['device']}): "
+                         f"state error {check['max_state_error']:.2e} (phase-aligned "
+                         f"{check['max_state_error_phase_aligned']:.2e}), success probability error "
+                         f"{check['max_success_probability_error']:.2e}, expectations "
+                         f"{check['max_expectation_error']:.2e}")
+            mixed = check.get("noise_vs_default_mixed") or {}
+            rows = mixed.get("rows")
+            if mixed.get("skipped"):
+                lines.append(f"noise approximation vs default.mixed skipped: {mixed['skipped']}")
+            if rows:
+                worst = max(rows, key=lambda r: r["p_2q"])
+                lines.append(f"noise approximation vs default.mixed at p={worst['p_2q']:g}: success "
+                             f"{worst['success_probability_approx']:.4f} vs {worst['success_probability_mixed']:.4f}, "
+                             f"max expectation difference {worst['max_expectation_error']:.4f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    windows = _validate(args)
+    model, info = load_trained_quixer(args.run_dir)
+    tokens = load_test_windows(args.data_dir, windows)
+    T = model.context_length
+    if tokens.shape[1] != T + 1:
+        raise UserError(f"--data_dir {args.data_dir}: test windows hold {tokens.shape[1]} tokens but the model "
+                        f"reads {T} context tokens + 1 target; pass the data the run was trained on")
+    if int(tokens.max()) >= model.vocab_size:
+        raise UserError(f"--data_dir {args.data_dir}: token id {int(tokens.max())} is outside the model's "
+                        f"vocabulary of {model.vocab_size}")
+    counts = train_target_counts(args.data_dir)
+    with stage_run(args.output_dir, STAGE, vars(args), role="circuit", overwrite=args.overwrite) as record:
+        torch.manual_seed(args.seed)
+        result, passed = evaluate(model, tokens, counts, args, windows)
+        result = {"run": info, **result}
+        atomic_write_json(record.output_dir / RESOURCES_FILE, result)
+        print(format_report(result))
+        record.finish(result, "completed" if passed else "failed")
+    if not passed:
+        print(f"{STAGE}: check failed: the circuit differs from the simulator by more than "
+              f"{result['check']['tolerance']:g} (see {record.output_dir / RESOURCES_FILE})", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,91 @@
+"""What a trainer script does around the loop: its shared flags, the output folder's claim (one process of a
+torchrun job claims it and tells the others), resume or report a finished run, and the result file."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from .. import checkpoint as ckpt
+from ..cli import add_common_args, add_dataclass_args, dataclass_values
+from ..errors import UserError
+from ..formats.results import read_result, write_result
+from ..formats.tokens import open_tokens
+from ..stage import stage_run
+from .config import TrainConfig
+from .distributed import setup_distributed
+from .loop import Trainer
+
+LOG = logging.getLogger("quixer_rna.training")
+TASKS = ("autoregressive",)
+
+
+def add_training_args(parser: argparse.ArgumentParser, output_help: str, default_output_dir: str | None) -> None:
+    """The flags every trainer script shares (data, --config, optimisation, schedule, checkpoints)."""
+    group = parser.add_argument_group("data and output")
+    group.add_argument("--data_dir", required=True,
+                       help="token folder: the output of quantize_lambeq_embeddings.py or prepare_classical_benchmarks.py "
+                            "(or run_classical_prep.sh's OUT_DIR, which holds it as tokens/)")
+    group.add_argument("--task", choices=TASKS, default="autoregressive",
+                       help="tokens 1..L-1 of a window predict token L (the only task; kept for the seeds' commands)")
+    group.add_argument("--output_dir", default=default_output_dir, help=output_help)
+    group.add_argument("--config",
+                       help="JSON file of flag values (e.g. the tuner's best_params.json); flags on the command line "
+                            "override it")
+    add_dataclass_args(parser.add_argument_group("training"), TrainConfig, skip=("seed", "device"))
+    add_common_args(parser, device=True)
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**dataclass_values(TrainConfig, args))
+
+
+def run_training_stage(args: argparse.Namespace, stage: str, model_name: str, model_config: Any) -> dict[str, Any]:
+    """Check the data, claim or resume the output folder, train, and leave args.json and the result
+    (metrics.json). A finished run rerun just reports its result."""
+    config = train_config(args)
+    dist = setup_distributed(config.device)
+    try:
+        data = open_tokens(args.data_dir)
+        output_dir = Path(args.output_dir)
+        with contextlib.ExitStack() as stack:
+            run, error = None, None
+            if dist.is_main_process:
+                try:
+                    run = stack.enter_context(stage_run(output_dir, stage, vars(args), role="train",
+                                                        overwrite=args.overwrite, completed="report"))
+                except UserError as exc:
+                    error = str(exc)
+            error = dist.broadcast_object(error)
+            if error is not None:
+                raise UserError(error)
+            done = dist.broadcast_object(run is not None and run.completed_earlier)
+            if done:
+                LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
+                return read_result(output_dir).raw
+            resume = (output_dir / ckpt.LAST).is_file() and not args.overwrite
+            trainer = Trainer(model_name, model_config, data, config, output_dir, dist, resume=resume)
+            metrics = trainer.run()
+            if run is not None:
+                written = write_result(output_dir, metrics)
+                run.close("completed")
+                return written
+            return metrics
+    finally:
+        dist.close()
+
+
+def print_summary(metrics: dict[str, Any]) -> None:
+    """One line on stdout with the test result beside its references (rank 0 holds the test result)."""
+    test, refs = metrics.get("test"), metrics.get("references")
+    if not test or not refs:
+        return
+    print(
+        f"{metrics['model']}: test loss {test['loss']:.4f} nats, perplexity "
+        f"{test['perplexity']:.3f} (unigram {refs['unigram_perplexity']:.3f}, "
+        f"uniform {refs['uniform_perplexity']:.0f}), accuracy {test['accuracy']:.4f}, "
+        f"top-5 {test['top5_accuracy']:.4f}; best at epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}"
+    )

@@ -1,0 +1,68 @@
+"""Training settings shared by every trainer script (a model's own sizes live with the model, in models/).
+Field metadata carries each flag's help and argparse type, so the scripts, the tuner and checkpoints share
+one definition."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..cli import every, nonnegative_float, nonnegative_int, positive_float, positive_int, share
+from ..progress import Every
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = field(default=50, metadata={"type": positive_int, "help": "maximum number of epochs"})
+    batch_size: int = field(default=32, metadata={"type": positive_int,
+                                                  "help": "windows per optimiser step (the global batch under torchrun)"})
+    eval_batch_size: int = field(default=256, metadata={"type": positive_int,
+                                                        "help": "windows per forward pass when evaluating"})
+    lr: float = field(default=2e-3, metadata={"type": positive_float, "help": "peak learning rate of Adam"})
+    weight_decay: float = field(default=1e-4, metadata={
+        "type": nonnegative_float, "help": "L2 weight decay inside Adam (as in the Quixer paper's code)"})
+    grad_clip: float = field(default=5.0, metadata={"type": nonnegative_float,
+                                                    "help": "max gradient norm; 0 = no clipping"})
+    warmup_steps: int = field(default=0, metadata={
+        "type": nonnegative_int, "help": "linear warm-up steps before the cosine decay over all remaining steps"})
+    patience: int = field(default=10, metadata={
+        "type": nonnegative_int,
+        "help": "stop after this many evaluations (epoch ends, and every --eval_every steps) without a better val "
+                "loss; 0 = never stop early"})
+    max_steps_per_epoch: int = field(default=0, metadata={
+        "type": nonnegative_int,
+        "help": "cap on optimiser steps per epoch (a fresh random subset each epoch); 0 = all windows"})
+    eval_every: int = field(default=0, metadata={
+        "type": nonnegative_int,
+        "help": "also evaluate on val every this many optimiser steps (a point of the training curve, a chance "
+                "for a better best checkpoint); 0 = at epoch ends only"})
+    val_windows: int = field(default=50_000, metadata={
+        "type": nonnegative_int,
+        "help": "validate on a fixed, seeded sample of this many val windows (all of them when the split is "
+                "smaller, or with 0): at full scale val holds ~9 M windows, an hour of Quixer on a CPU core"})
+    train_fraction: float = field(default=1.0, metadata={
+        "type": share,
+        "help": "train on a seeded share of the training genes (whole genes; a smaller share's genes are part "
+                "of a larger one's), for data-scaling curves; 1 = all"})
+    seed: int = field(default=0, metadata={"type": nonnegative_int,
+                                           "help": "random seed; the same seed gives the same outputs"})
+    device: str = field(default="auto", metadata={
+        "help": "where to compute: 'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'"})
+    checkpoint_every: int = field(default=200, metadata={
+        "type": nonnegative_int,
+        "help": "also save checkpoint_last.pt every this many steps (besides every evaluation); 0 = evaluations only"})
+    log_every: Every = field(default=Every(seconds=60), metadata={
+        "type": every,
+        "help": "without a terminal (a log file), log a progress line every N steps or every Ns / Nm of wall "
+                "time: step, loss, windows/s, ETA"})
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that change the result: a resume must not mix two of them."""
+        skip = {"eval_batch_size", "device", "checkpoint_every", "log_every"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def plain(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["log_every"] = str(self.log_every)
+        return values

@@ -1,0 +1,362 @@
+"""quixer_circuit.py and quixer_rna.quantum: the gate-level circuit of a trained Quixer model against the
+simulator it was trained with, its resource counts against hand tallies, finite-shot estimates, the global
+depolarising approximation against PennyLane's default.mixed, and the stage end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+qml = pytest.importorskip("pennylane")
+
+import quixer_circuit as script  # noqa: E402
+from quixer_rna import checkpoint as ckpt  # noqa: E402
+from quixer_rna.models import build_model  # noqa: E402
+from quixer_rna.quantum.circuit import (  # noqa: E402
+    check_windows,
+    circuit_tape,
+    degree_condition,
+    make_layout,
+    postselected_amplitudes,
+)
+from quixer_rna.quantum.io import save_quixer_run, save_token_windows  # noqa: E402
+from quixer_rna.quantum.noise import break_even_p2q, depolarized, mixed_state_comparison  # noqa: E402
+from quixer_rna.quantum.params import qubit_counts, quixer_states, random_circuit, window_circuit  # noqa: E402
+from quixer_rna.quantum.resources import count_resources, decomposed_operations, full_resources  # noqa: E402
+from quixer_rna.quantum.shots import exact_expectations, head_function, sampled_expectations  # noqa: E402
+from quixer_rna.quantum.stage import parse_windows  # noqa: E402
+from quixer_rna.quixer_sim import pauli_expectations  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TOL = 1e-6
+VOCAB = 6
+
+
+def quixer(qubits: int, layers: int, tokens: int, degree: int, seed: int = 0) -> torch.nn.Module:
+    """A tiny QuixerModel with non-trivial parameters: angles spread over several radians, complex LCU
+    coefficients in every quadrant and polynomial coefficients of both signs (c_1 < 0 always)."""
+    torch.manual_seed(seed)
+    config = {"embedding_dim": 8, "qubits": qubits, "ansatz_layers": layers, "qsvt_degree": degree, "dropout": 0.0}
+    model = build_model("quixer", VOCAB, tokens, config)
+    with torch.no_grad():
+        model.token_angles.weight.normal_(0.0, 1.0)
+        model.token_angles.bias.uniform_(-math.pi, math.pi)
+        model.lcu_real.normal_()
+        model.lcu_imag.normal_()
+        model.poly_coeffs.normal_()
+        model.poly_coeffs[1] = -abs(float(model.poly_coeffs[1])) - 0.2
+        model.readout_angles.uniform_(-math.pi, math.pi)
+    return model.eval()
+
+
+def trained_quixer(qubits: int, layers: int, tokens: int, degree: int, steps: int = 15) -> tuple[torch.nn.Module, dict]:
+    """A tiny QuixerModel after a few Adam steps on random windows, and its config."""
+    torch.manual_seed(1)
+    config = {"embedding_dim": 8, "qubits": qubits, "ansatz_layers": layers, "qsvt_degree": degree, "dropout": 0.0}
+    model = build_model("quixer", VOCAB, tokens, config)
+    windows = torch.randint(0, VOCAB, (32, tokens + 1))
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(windows[:, :-1]), windows[:, -1])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval(), config
+
+
+def assert_circuit_matches(model: torch.nn.Module, windows: int = 3, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    context = torch.randint(0, VOCAB, (windows, model.context_length), generator=g)
+    states = quixer_states(model, context)
+    check = check_windows(states, range(windows))
+    assert check["status"] == "passed", check
+    # the circuit keeps every phase: the direct comparison passes too, not only the phase-aligned one
+    for key in ("max_state_error", "max_state_error_phase_aligned", "max_amplitude_error",
+                "max_success_probability_error", "max_expectation_error"):
+        assert check[key] < TOL, (key, check[key])
+    # the success probability is what the trainer reports as postselection (float32 forward)
+    model(context)
+    trainer_post = float(model.extra_metrics()["postselection"])
+    assert abs(float(np.mean([r["success_probability_circuit"] for r in check["per_window"]])) - trainer_post) < 1e-5
+    return check
+
+
+# ---- the circuit is the simulator's computation ------------------------------------------------------------
+
+@pytest.mark.parametrize("qubits, layers, tokens, degree", [(2, 1, 2, 1), (3, 1, 3, 2), (2, 2, 4, 2), (2, 1, 1, 2)])
+def test_circuit_matches_simulator_at_random_parameters(qubits, layers, tokens, degree):
+    model = quixer(qubits, layers, tokens, degree, seed=qubits + tokens)
+    assert (model.poly_coeffs < 0).any() and (model.lcu_imag.abs() > 0.01).all()
+    assert_circuit_matches(model)
+
+
+def test_circuit_matches_simulator_after_training():
+    model, _ = trained_quixer(3, 1, 3, 2)
+    check = assert_circuit_matches(model, windows=4, seed=5)
+    assert len({round(r["success_probability_circuit"], 6) for r in check["per_window"]}) > 1
+
+
+def test_check_catches_a_wrong_circuit():
+    """The check must be able to fail: a sign flip of c_1 in the circuit alone is caught."""
+    model = quixer(2, 1, 3, 2, seed=3)
+    states = quixer_states(model, torch.randint(0, VOCAB, (2, 3)))
+    states.poly = states.poly * np.array([1.0, -1.0, 1.0])
+    assert check_windows(states, range(2))["status"] == "failed"
+
+
+def test_templates_and_their_counted_decomposition_give_the_same_state():
+    """The check simulates PennyLane's decomposition into the counted gate set; the templates handed to the
+    device as they are give the same post-selected amplitudes, phase included."""
+    model = quixer(2, 1, 3, 2, seed=7)
+    states = quixer_states(model, torch.randint(0, VOCAB, (1, 3)))
+    wc = window_circuit(states, 0)
+    assert {op.name for op in decomposed_operations(wc)} <= {"CNOT", "RX", "RY", "RZ"}
+    templates = postselected_amplitudes(wc, decompose=False)
+    assert np.abs(templates - postselected_amplitudes(wc, decompose=True)).max() < 1e-10
+    assert np.abs(templates - states.psi[0]).max() < 1e-10
+
+
+def test_degree_condition_uses_only_the_deciding_bits():
+    assert degree_condition(1, 1)[0] == (0,) and degree_condition(1, 1)[1].tolist() == [False, True]
+    positions, truth = degree_condition(1, 3)
+    assert positions == (0, 1) and truth.tolist() == [False, True, True, True]
+    positions, truth = degree_condition(2, 3)
+    assert positions == (0,) and truth.tolist() == [False, True]            # k >= 2 <=> high bit
+    positions, truth = degree_condition(3, 3)
+    assert positions == (0, 1) and truth.tolist() == [False, False, False, True]
+    positions, truth = degree_condition(2, 2)
+    assert positions == (0,) and truth.tolist() == [False, True]
+
+
+# ---- resources ---------------------------------------------------------------------------------------------
+
+# Degree-register bits that decide "k >= j" (k = 0..d in ceil(log2(d+1)) bits), worked out by hand:
+# d=1: k >= 1 is the single bit. d=2 (k = 00, 01, 10): k >= 1 needs both bits (01 and 10 share no bit),
+# k >= 2 is the high bit. d=3: k >= 1 = "not 00" needs both, k >= 2 the high bit, k >= 3 = "11" both.
+DECIDING_BITS = {1: [1], 2: [2, 1], 3: [2, 1, 2]}
+
+
+def select_two_qubit_tally(qubits: int, layers: int, tokens: int, degree: int) -> int:
+    """CNOTs of the SELECT rotations from first principles: application j has, per gate of circuit 14, one
+    rotation multiplexed over s_j degree bits + m index bits (+ the data control of a CRX), and a
+    multiplexer over c controls costs 2^c CNOTs (Mottonen et al. 2004, Gray-code order)."""
+    m = math.ceil(math.log2(tokens)) if tokens > 1 else 0
+    ry_per_layer, crx_per_layer = 2 * qubits, 2 * qubits
+    total = 0
+    for s in DECIDING_BITS[degree]:
+        total += layers * (ry_per_layer * 2 ** (s + m) + crx_per_layer * 2 ** (s + m + 1))
+    return total
+
+
+@pytest.mark.parametrize("qubits, layers, tokens, degree", [(2, 1, 3, 2), (3, 1, 4, 3), (2, 2, 2, 1)])
+def test_resource_counts_match_hand_tallies_and_a_full_decomposition(qubits, layers, tokens, degree):
+    wc = random_circuit(qubits, layers, degree, tokens, seed=2)
+    m, r = math.ceil(math.log2(tokens)), math.ceil(math.log2(degree + 1))
+    q = qubit_counts(qubits, tokens, degree)
+    assert (q["data"], q["index"], q["degree"]) == (qubits, degree * m, r)
+    assert q["total"] == qubits + degree * m + r == make_layout(qubits, tokens, degree).total
+    assert q["total_measure_reset"] == qubits + m + r == make_layout(qubits, tokens, degree, "measure_reset").total
+
+    tape = circuit_tape(wc)
+    assert sum(op.name == "SelectPauliRot" for op in tape.operations) == degree * 4 * qubits * layers
+    counted = count_resources(wc)
+    parts = counted["two_qubit_gates_by_part"]
+    assert parts["select_rotations"] == select_two_qubit_tally(qubits, layers, tokens, degree)
+    assert parts["readout"] == 2 * (2 * qubits)                # 2n CRX in one circuit-14 layer, 2 CNOTs each
+    assert sum(parts.values()) == counted["two_qubit_gates"] == counted["gates"]["CNOT"]
+
+    # the shortcut (one decomposition per multiplexer shape, streamed) equals PennyLane's whole decomposition
+    full = full_resources(wc)
+    assert counted["gates"] == full["gates"]
+    assert counted["two_qubit_gates"] == full["two_qubit_gates"]
+    assert counted["depth"] == full["depth"]
+
+    reset = count_resources(wc, "measure_reset")
+    assert reset["mid_circuit_measurements"] == degree * m
+    assert reset["gates"] == counted["gates"]
+
+
+def test_paper_sized_circuit_is_counted_without_simulating():
+    wc = random_circuit(6, 4, 3, 32)
+    q = qubit_counts(6, 32, 3)
+    assert (q["total"], q["total_measure_reset"]) == (23, 13)
+    counted = count_resources(wc)
+    assert counted["two_qubit_gates_by_part"]["select_rotations"] == select_two_qubit_tally(6, 4, 32, 3) == 46080
+    assert counted["two_qubit_gates"] == counted["gates"]["CNOT"] > 46080
+    assert counted["depth"] > counted["two_qubit_gates"]
+
+
+# ---- finite shots ------------------------------------------------------------------------------------------
+
+def test_sampled_expectations_converge_like_one_over_sqrt_shots():
+    rng = np.random.default_rng(0)
+    n, windows = 3, 60
+    states = rng.normal(size=(windows, 2**n)) + 1j * rng.normal(size=(windows, 2**n))
+    states /= np.linalg.norm(states, axis=1, keepdims=True)
+    exact = exact_expectations(states, n)
+    planes = torch.tensor(np.stack([states.real.T, states.imag.T]))
+    assert np.abs(exact - pauli_expectations(planes, n).T.numpy()).max() < 1e-12
+    rms = {}
+    for shots in (100, 10_000):
+        errors = sampled_expectations(states, n, shots, rng) - exact
+        rms[shots] = float(np.sqrt((errors**2).mean()))
+        # a +-1 outcome has variance 1 - <P>^2 <= 1: the mean of S of them errs by about 1/sqrt(S)
+        assert 0.3 < rms[shots] * math.sqrt(shots) < 1.0
+    assert 6 < rms[100] / rms[10_000] < 15
+
+
+# ---- noise -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("qubits, tokens, degree", [(2, 2, 1), (2, 3, 1)])
+def test_depolarizing_approximation_agrees_with_default_mixed(qubits, tokens, degree):
+    """Stated tolerance: success probability and every expectation within 0.5 (1 - F) of default.mixed with
+    local two-qubit depolarising noise after every CNOT (F = no gate fails); exact at p = 0."""
+    model = quixer(qubits, 1, tokens, degree, seed=11)
+    states = quixer_states(model, torch.randint(0, VOCAB, (1, tokens)))
+    wc = window_circuit(states, 0)
+    rows = mixed_state_comparison(wc, float(states.success[0]), states.features[0], [0.0, 1e-4, 1e-3, 1e-2])
+    assert rows[0]["success_probability_error"] < 1e-9 and rows[0]["max_expectation_error"] < 1e-9
+    assert rows[0]["two_qubit_gates"] == count_resources(wc)["two_qubit_gates"]
+    for row in rows[1:]:
+        slack = 0.5 * (1.0 - row["fidelity"])
+        assert row["success_probability_error"] <= slack, row
+        assert row["max_expectation_error"] <= slack, row
+        assert row["max_expectation_shift"] > 0
+    assert rows[-1]["max_expectation_error"] > rows[1]["max_expectation_error"]
+
+
+def test_break_even_error_rate_by_bisection():
+    features, success = np.ones((4, 1)), np.full(4, 0.5)
+    targets = torch.zeros(4, dtype=torch.long)
+
+    def head(f):
+        f = torch.as_tensor(f, dtype=torch.float64)
+        return torch.cat([5.0 * f, torch.zeros_like(f)], dim=1)
+
+    n2q, ancillas, unigram = 100, 3, 0.3
+    p, reason = break_even_p2q(head, features, success, targets, n2q, ancillas, unigram)
+    assert reason is None and 0 < p < 1
+    _, noisy, _ = depolarized(features, success, p, n2q, ancillas)
+    ce = float(torch.nn.functional.cross_entropy(head(noisy).float(), targets))
+    assert abs(ce - unigram) < 1e-4
+    assert break_even_p2q(head, features, success, targets, n2q, ancillas, 0.001)[0] is None      # never beats it
+    p, reason = break_even_p2q(head, features, success, targets, n2q, ancillas, 0.8)         # log 2 < 0.8
+    assert p is None and "head alone" in reason
+
+
+# ---- the stage ---------------------------------------------------------------------------------------------
+
+def write_run(root: Path, tokens: int = 2, degree: int = 2) -> tuple[Path, Path, torch.nn.Module]:
+    data, run = root / "data", root / "run"
+    g = torch.Generator().manual_seed(0)
+    for split, count in (("train", 40), ("val", 8), ("test", 12)):
+        start = torch.randint(0, VOCAB, (count, 1), generator=g)
+        save_token_windows(data, split, (start + torch.arange(tokens + 1)) % VOCAB, VOCAB)
+    model, config = trained_quixer(2, 1, tokens, degree, steps=20)
+    save_quixer_run(run, model, config, VOCAB, tokens)
+    return data, run, model
+
+
+def error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    assert ": error: " in err[0]
+    return err[0]
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
+    data, run, model = write_run(tmp_path)
+    out = tmp_path / "out"
+    argv = ["--run_dir", str(run), "--data_dir", str(data), "--output_dir", str(out), "--windows", "0:4,6",
+            "--check", "--shots", "10", "1000", "--noise_2q", "1e-3", "1e-2", "--eps", "0.05"]
+    assert script.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "two-qubit gates" in printed and "check passed" in printed and "break-even" in printed
+    result = json.loads((out / "resources.json").read_text())
+    for key in ("qubits", "gates", "two_qubit_gates", "depth", "gate_set", "success_probability",
+                "raw_shots_per_prediction", "shots", "exact", "noise", "unigram_cross_entropy", "break_even_p2q",
+                "check", "windows", "measure_reset"):
+        assert key in result, key
+    assert result["windows"] == [0, 1, 2, 3, 6]
+    assert result["qubits"]["total"] == 2 + 2 * 1 + 2 and result["qubits"]["total_measure_reset"] == 5
+    assert result["two_qubit_gates"] == result["gates"]["CNOT"] > 0
+
+    # the numbers are the trainer's: the model's own forward on the same windows
+    windows = torch.load(data / "test.pt", weights_only=True)["sequences"][[0, 1, 2, 3, 6]]
+    with torch.no_grad():
+        logits = model(windows[:, :2])
+    ce = float(torch.nn.functional.cross_entropy(logits, windows[:, 2]))
+    assert abs(result["exact"]["cross_entropy"] - ce) < 1e-5
+    assert abs(result["success_probability"]["mean"] - float(model.extra_metrics()["postselection"])) < 1e-5
+    p = result["success_probability"]
+    assert p["min"] <= p["mean"] <= p["max"] and p["std"] >= 0
+    shots = result["raw_shots_per_prediction"]
+    assert shots["at_mean_p"] == pytest.approx(3 / (0.05**2 * p["mean"]))
+    assert shots["mean_over_windows"] >= shots["at_mean_p"]            # Jensen: mean of 1/p >= 1/mean p
+    assert [row["shots"] for row in result["shots"]] == [10, 1000]
+    assert result["shots"][1]["raw_shots_per_prediction"] == pytest.approx(100 * result["shots"][0]["raw_shots_per_prediction"])
+    assert abs(result["shots"][1]["cross_entropy"] - ce) < abs(result["shots"][0]["cross_entropy"] - ce) + 0.05
+    assert [row["p_2q"] for row in result["noise"]] == [1e-3, 1e-2]
+    assert result["noise"][0]["fidelity"] == pytest.approx((1 - 1e-3) ** result["two_qubit_gates"])
+    train_targets = torch.load(data / "train.pt", weights_only=True)["sequences"][:, -1]
+    unigram = torch.log((torch.bincount(train_targets, minlength=VOCAB) + 1.0) / (len(train_targets) + VOCAB))
+    assert result["unigram_cross_entropy"] == pytest.approx(float(-unigram[windows[:, 2]].mean()))
+    assert (result["break_even_p2q"] is None) == (result["break_even_reason"] is not None)
+
+    check = result["check"]
+    assert check["status"] == "passed" and check["windows_checked"] == 5
+    assert check["max_state_error"] < TOL and check["max_success_probability_error"] < TOL
+    rows = check["noise_vs_default_mixed"]["rows"]
+    assert [row["window"] for row in rows] == [0, 0, 1, 1]
+    assert all(row["max_expectation_error"] <= 0.5 * (1 - row["fidelity"]) for row in rows)
+    assert json.loads((out / "args.json").read_text())["status"] == "completed"
+    assert json.loads((out / "metrics.json").read_text())["two_qubit_gates"] == result["two_qubit_gates"]
+
+
+def test_cli_too_large_to_check_still_gives_resources(tmp_path, capsys):
+    data, run, _ = write_run(tmp_path, tokens=32, degree=3)             # 2 + 3*5 + 2 = 19 qubits
+    out = tmp_path / "out"
+    argv = ["--run_dir", str(run), "--data_dir", str(data), "--output_dir", str(out), "--windows", "0:2",
+            "--check", "--shots", "10", "--noise_2q", "1e-3"]
+    assert script.main(argv) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "19 qubits" in err[0], err
+    result = json.loads((out / "resources.json").read_text())
+    assert result["check"]["status"] == "skipped" and result["qubits"]["total"] == 19
+
+
+def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    data, run, _ = write_run(tmp_path)
+    base = ["--data_dir", str(data), "--output_dir", str(tmp_path / "out")]
+
+    (tmp_path / "empty").mkdir()
+    assert script.main(["--run_dir", str(tmp_path / "empty"), *base]) == 2
+    assert "not a Quixer run folder" in error_line(capsys)
+
+    other = tmp_path / "other"
+    ckpt.save_checkpoint(other / ckpt.BEST, {"identity": {"model_name": "lstm", "model_config": {}}, "model": {}})
+    assert script.main(["--run_dir", str(other), *base]) == 2
+    assert "'lstm' model, not a Quixer model" in error_line(capsys)
+
+    assert script.main(["--run_dir", str(run), *base, "--windows", "10:13"]) == 2
+    assert "window 12 is out of range" in error_line(capsys)
+
+    assert script.main(["--run_dir", str(run), *base, "--device", "no.such.device"]) == 2
+    assert "--device no.such.device" in error_line(capsys)
+
+    for bad in ("0-8", "3:1", "a", ""):
+        assert script.main(["--run_dir", str(run), *base, "--windows", bad]) == 2
+        assert "--windows" in error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_parse_windows():
+    assert parse_windows("0:3") == [0, 1, 2]
+    assert parse_windows("5") == [5]
+    assert parse_windows("0:2, 7,1:3") == [0, 1, 7, 2]
