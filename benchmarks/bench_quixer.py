@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
     parser.add_argument("--warmup_steps", type=int, default=None,
-                        help="untimed steps first (default 1 on CPU, 2 on CUDA: lazy init and graph capture)")
+                        help="untimed steps first (default 1 on CPU; on CUDA quixer_sim.GRAPH_WARMUP_CALLS + 1, so "
+                             "that even a loop called once per step is captured before the clock starts)")
     parser.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows (one dict each) to this file")
     parser.add_argument("--single", type=int, nargs=2, metavar=("V", "B"), help=argparse.SUPPRESS)
@@ -89,7 +90,8 @@ def _time_one(args: argparse.Namespace, vocab: int, batch: int) -> dict:
 
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(args.warmup_steps if args.warmup_steps is not None else (2 if cuda else 1)):
+    warmup = quixer_sim.GRAPH_WARMUP_CALLS + 1 if cuda else 1
+    for _ in range(args.warmup_steps if args.warmup_steps is not None else warmup):
         step()
     if cuda:
         torch.cuda.synchronize(device)

@@ -40,6 +40,7 @@ from quixer_rna.quixer_sim import (  # noqa: E402
     circuit14_gates,
     pauli_expectations,
     polynomial_state,
+    run_circuit,
     simulation_bytes_per_window,
     simulator_cache_info,
 )
@@ -92,9 +93,11 @@ def _sim_problem(ctx: Context) -> SimProblem:
     return SimProblem(qubits, layers, degree, tensors)
 
 
-def _sim_run(problem: SimProblem, device: torch.device, dtype: torch.dtype, **kwargs) -> dict[str, torch.Tensor]:
+def _sim_run(problem: SimProblem, device: torch.device, dtype: torch.dtype, reference: bool = False,
+             **kwargs) -> dict[str, torch.Tensor]:
     """The model's simulator pipeline (polynomial state, post-selection norm, readout circuit, Pauli
-    expectations) forward and backward; outputs and gradients as float64 on CPU."""
+    expectations) forward and backward; outputs and gradients as float64 on CPU. The readout runs through
+    run_circuit (workspace loops, CUDA graphs), or with reference=True through plain-autograd apply_circuit."""
     n = problem.qubits
     gates, readout_gates = circuit14_gates(n, problem.layers), circuit14_gates(n, 1)
     t = {k: v.to(device=device, dtype=dtype, copy=True) for k, v in problem.tensors.items()}
@@ -102,8 +105,10 @@ def _sim_run(problem: SimProblem, device: torch.device, dtype: torch.dtype, **kw
     psi = polynomial_state(leaves["angles"].permute(2, 0, 1), leaves["b_re"], leaves["b_im"], leaves["coeffs"], n,
                            gates, **kwargs)
     norm2 = (psi * psi).sum((0, 1))
-    features = pauli_expectations(apply_circuit(psi / torch.sqrt(norm2), leaves["readout"].unsqueeze(-1), n,
-                                                readout_gates), n)
+    readout = apply_circuit if reference else run_circuit
+    graph_kwargs = {k: v for k, v in kwargs.items() if k == "use_cuda_graphs"}
+    features = pauli_expectations(readout(psi / torch.sqrt(norm2), leaves["readout"].unsqueeze(-1), n,
+                                          readout_gates, **({} if reference else graph_kwargs)), n)
     ((features * t["weights"]).sum() + norm2.sum()).backward()
     results = {"psi": psi, "features": features}
     results.update({f"grad_{k}": v.grad for k, v in leaves.items()})
@@ -121,7 +126,7 @@ def _worst(errors: dict[str, float]) -> str:
 
 def check_sim_float32_vs_float64(ctx: Context) -> Result:
     problem = _sim_problem(ctx)
-    reference = _sim_run(problem, torch.device("cpu"), torch.float64)
+    reference = _sim_run(problem, torch.device("cpu"), torch.float64, reference=True)
     quixer_sim.clear_simulator_cache()
     worst, times = 0.0, []
     details = []

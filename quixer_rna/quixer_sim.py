@@ -15,9 +15,9 @@ each power's per-token circuit outputs (d * B * T * 2**n * 2 floats), and the ba
 in reverse (gates are unitary, so the inverse gate recomputes the earlier state exactly) while pulling the
 gradient back through the same inverse gates. Autograd never sees the ~4nL intermediate states per
 circuit, so memory grows with B*T*2**n, not with the number of gates. `simulation_bytes_per_window` and
-`simulation_total_bytes` give the exact budget (at 1024 windows x 32 tokens, n=6, L=4, d=3, float32: 48 MiB
-of saved outputs, 190 MiB in all when simulated at once); a whole fwd+bwd step of the paper-sized model
-peaks near 0.75 GiB of RAM on CPU (benchmarks/bench_quixer.py).
+`simulation_total_bytes` give the budget (at 1024 windows x 32 tokens, n=6, L=4, d=3, float32: 48 MiB of
+saved outputs, 173 MiB in all when simulated at once; at n=14, 12.8 GiB even one window at a time, 31 GiB
+at once). The saved outputs are held for every window whatever the chunking: once chunked they dominate.
 
 Chunks. Windows are simulated in chunks that share one workspace (ping-pong state buffers, adjoint
 buffers, cos/sin rows): on CPU cache-sized (CPU_CHUNK_WINDOWS), on every device no more than a memory
@@ -25,11 +25,13 @@ budget allows (`chunk_windows`). Chunks are balanced and a short last chunk runs
 workspace, so one workspace per (device, dtype, circuit, chunk, tokens) is built, cached (LRU) and reused
 by every later call; `clear_simulator_cache()` frees them.
 
-CUDA graphs. On CUDA each workspace's two gate loops (forward, adjoint: ~5,600 small kernels per step at
+CUDA graphs. On CUDA each workspace's two gate loops (forward, adjoint: ~4,000 small kernels per step at
 n=6, L=4, d=3) are captured once into torch.cuda.CUDAGraph objects over the workspace's static buffers and
-replayed, so a GPU step costs a few dozen launches instead of thousands. The first GRAPH_WARMUP_CALLS calls
-of a loop run eagerly on a side stream (the warm-up), the next one captures (this synchronises the device,
-once per workspace) and replays. CPU (and meta) run the very same static-buffer plumbing eagerly. Switch
+replayed, so the simulation costs a few dozen launches instead of thousands. `run_circuit` puts a single
+circuit (the readout layer) on the same machinery (apply_circuit stays the plain-autograd reference), and
+`pauli_expectations` treats all wires at once. The first GRAPH_WARMUP_CALLS calls of a loop run eagerly
+on a side stream (the warm-up), the next one captures (this synchronises the device, once per workspace)
+and replays. CPU (and meta) run the very same static-buffer plumbing eagerly. Switch
 off with `use_cuda_graphs=False`, the module flag USE_CUDA_GRAPHS, or QUIXER_CUDA_GRAPHS=0 in the
 environment; a capture that fails falls back to eager for that loop with one warning. No host sync happens
 in the steady-state forward or backward (no .item(), no tensor-valued Python branches).
@@ -743,6 +745,7 @@ class _Circuit(torch.autograd.Function):
         return grad_state, grad_angles, None, None, None, None
 
 
+@torch.compiler.disable  # the workspace cache and CUDA graphs are eager machinery, like lcu_powers'
 def run_circuit(state: torch.Tensor, angles: torch.Tensor, qubits: int, gates: Sequence[QuixerGate], *,
                 chunk: int | None = None, budget_bytes: float | None = None,
                 use_cuda_graphs: bool | None = None) -> torch.Tensor:
@@ -812,5 +815,5 @@ def pauli_expectations(state: torch.Tensor, qubits: int) -> torch.Tensor:
     re, im, f_re, f_im = state[0], state[1], moved[0], moved[1]
     xs = (re * f_re + im * f_im).sum(1)
     ys = (sign.unsqueeze(-1) * (re * f_im - im * f_re)).sum(1)
-    zs = sign @ (re * re + im * im)
+    zs = (sign.unsqueeze(-1) * (re * re + im * im)).sum(1)   # not a matmul: TF32 must not touch it
     return torch.cat((xs, ys, zs))

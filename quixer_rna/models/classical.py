@@ -112,7 +112,9 @@ class LSTMModel(nn.Module):
         return self.head(self.dropout(states))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.sequence_logits(tokens)[:, -1]
+        """Logits after the last token only: the head's [B, T, V] for every prefix would cost T times more."""
+        states, _ = self.lstm(self.dropout(self.embedding(tokens)))
+        return self.head(self.dropout(states[:, -1]))
 
 
 @register("transformer", TransformerConfig)
@@ -150,17 +152,21 @@ class TransformerModel(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.head = nn.Linear(embedding_dim, vocab_size)
 
-    def sequence_logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits at every position, each seeing only itself and earlier tokens, [B, T, V]."""
+    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The encoder's output at every position, each seeing only itself and earlier tokens, [B, T, E]."""
         length = tokens.shape[1]
         if length > self.positions.shape[0]:
             raise ValueError(f"transformer: context of {length} tokens, built for at most {self.positions.shape[0]}")
         hidden = self.dropout(self.embedding(tokens) * self.scale + self.positions[:length])
-        hidden = self.encoder(hidden, mask=self.causal_mask[:length, :length], is_causal=True)
-        return self.head(hidden)
+        # is_causal: the mask is the causal one, so the encoder need not compare it (a host sync on a GPU).
+        return self.encoder(hidden, mask=self.causal_mask[:length, :length], is_causal=True)
+
+    def sequence_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits at every position, [B, T, V]."""
+        return self.head(self.hidden_states(tokens))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.sequence_logits(tokens)[:, -1]
+        return self.head(self.hidden_states(tokens)[:, -1])
 
 
 class FourierBlock(nn.Module):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..cli import nonnegative_float, positive_float, positive_int, rate
-from ..quixer_sim import apply_circuit, circuit14_gates, pauli_expectations, polynomial_state, simulation_total_bytes
+from ..quixer_sim import circuit14_gates, pauli_expectations, polynomial_state, run_circuit, simulation_total_bytes
 from . import register
 
 INIT_STRATEGIES = ("small_gaussian", "official", "uniform")
@@ -167,6 +167,6 @@ class QuixerModel(nn.Module):
         norm2 = (psi * psi).sum((0, 1))                                            # [W]
         self._norm2 = norm2
         psi = psi / torch.sqrt(norm2.clamp_min(1e-30))
-        psi = apply_circuit(psi, self.readout_angles.unsqueeze(-1), self.qubits, self.readout_gates)
+        psi = run_circuit(psi, self.readout_angles.unsqueeze(-1), self.qubits, self.readout_gates)
         features = pauli_expectations(psi, self.qubits).transpose(0, 1)          # [W, 3n]
         return self.head(features)

@@ -229,7 +229,8 @@ def make_device(name: str, wires: int):
         raise UserError(f"--device {name}: not a usable PennyLane device ({str(exc).splitlines()[0][:160]})") from exc
 
 
-def postselected_amplitudes(wc: WindowCircuit, device_name: str = "default.qubit", decompose: bool = True) -> np.ndarray:
+def postselected_amplitudes(wc: WindowCircuit, device_name: str = "default.qubit",
+                            decompose: bool = True) -> np.ndarray:
     """Run the fresh-register circuit without readout on `device_name` and return the data-register
     amplitudes with every ancilla projected on |0> (not renormalised: their squared norm is the
     post-selection success probability). decompose=True runs PennyLane's decomposition into the counted

@@ -13,7 +13,9 @@ N_2q and a are those of the fresh-register circuit, readout layer included.
 
 `mixed_state_comparison` simulates the decomposed circuit with that channel after every CNOT on
 default.mixed (small models only: a density matrix of 4^total entries) and reports how far the
-approximation is from it.
+approximation is from it. On 4-6 qubit circuits (58-166 CNOTs) both the success probability and the
+expectations of the approximation were within 0.12-0.54 (1 - F) of default.mixed, always on the
+pessimistic side: a local Pauli error often leaves the post-selected state intact (e.g. a Z on a control).
 """
 
 from __future__ import annotations

@@ -62,8 +62,9 @@ RESOURCES_FILE = "resources.json"
 MIXED_CHECK_WINDOWS = 2
 NOISE_TOLERANCE_NOTE = (
     "local two-qubit depolarising noise (default.mixed) vs the global approximation, for the first windows: "
-    "the approximation assumes every failure scrambles the whole register, so it is pessimistic; tests "
-    "require both differences within half the failure probability, 0.5 (1 - F)")
+    "the approximation assumes every failure scrambles the whole register, so it is pessimistic (lower success "
+    "probability, smaller expectations); tests require both differences within 1 - F, the probability that "
+    "some gate fails (measured 0.12 to 0.54 of it)")
 _WINDOW_ITEM = re.compile(r"^(\d+)(?::(\d+))?$")
 
 
@@ -100,7 +101,8 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                        help="kept shots per measurement setting (X, Y, Z) to sample test metrics with")
     group.add_argument("--noise_2q", type=rate, nargs="+", default=[1e-4, 1e-3, 1e-2],
                        help="two-qubit gate error rates for the noisy test metrics (global depolarising approximation)")
-    group.add_argument("--eps", type=positive_float, default=0.01, help="target precision of each expectation for the shot budget")
+    group.add_argument("--eps", type=positive_float, default=0.01,
+                       help="target precision of each expectation for the shot budget")
     add_common_args(parser)
     return parser
 
