@@ -264,7 +264,10 @@ def run_cli(
 ) -> int:
     """Parse arguments, set up logging and seeds, run `body`; user errors become one stderr line and exit
     code 2, Ctrl-C exit code 130 (the stage's own record says how it ended: quixer_rna.stage)."""
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2, its one line already printed)
+        return int(exc.code or 0)
     level = getattr(args, "log_level", "info")
     setup_logging(level)
     if hasattr(args, "seed"):

@@ -10,7 +10,8 @@ database storages record a heartbeat per running trial, and a trial whose proces
 twice --heartbeat seconds) is failed by `fail_stale_trials` and retried once by `RetryHeartbeatStaleTrialCallback`
 with the same parameters. Journal files have no heartbeats: a trial killed with its process stays RUNNING
 there and does not count. Failed trials (a crash, out of memory) are recorded with their error and do not
-use up the budget; one process runs at most the number of trials still missing when it starts.
+use up the budget; one process runs at most twice the number of trials still missing when it starts, so a
+study whose trials keep failing stops.
 """
 
 from __future__ import annotations
@@ -249,15 +250,19 @@ def open_storage(spec: str | None, output_dir: Path, heartbeat: int) -> StorageC
         # Processes sharing one SQLite file wait for each other's writes instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 120}}
     shown = _hide_password(spec)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                spec, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
-    except Exception as exc:  # a missing driver, a bad URL or a refused connection: all the user's to fix
-        raise UserError(f"--storage {shown}: cannot open it ({_one_line(exc)[:300]})") from exc
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    spec, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+            break
+        except Exception as exc:  # a missing driver, a bad URL, a refused connection: all the user's to fix
+            if attempt == 2 or "IntegrityError" not in type(exc).__name__ + str(exc):
+                raise UserError(f"--storage {shown}: cannot open it ({_one_line(exc)[:300]})") from exc
+            time.sleep(0.5)  # two workers created the same new database at once: the other one's schema is there now
     return StorageChoice(storage, shown, True)
 
 
@@ -308,6 +313,10 @@ class Tuner:
         trial_dir = self.output_dir / TRIALS_DIR / str(trial.number)
         # Trial numbers are unique within a study: anything there is from a deleted study or a dead process.
         shutil.rmtree(trial_dir, ignore_errors=True)
+        # TPE draws at suggest time: a sampler seeded by (--seed, trial number) keeps one process reproducible,
+        # and a rerun or a second process (other trial numbers) does not replay the first one's draws.
+        trial.study.sampler = optuna.samplers.TPESampler(seed=(self.args.seed * 1_000_003 + trial.number) % 2**32,
+                                                         n_startup_trials=TPE_STARTUP_TRIALS)
         params = {name: dim.suggest(trial, name) for name, dim in self.space.items()}
         flags = self.trial_flags(params)
         self.ran += 1
@@ -348,19 +357,6 @@ class Tuner:
         return value
 
 
-def _reseed(seed: int) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """After each trial, a sampler seeded by (--seed, trials with a value so far): a rerun or a second process
-    does not replay the first one's draws, while one process stays reproducible (a killed and retried trial
-    does not shift the later draws)."""
-
-    def callback(study: optuna.Study, _trial: FrozenTrial) -> None:
-        valued = len(study.get_trials(deepcopy=False, states=VALUED))
-        study.sampler = optuna.samplers.TPESampler(seed=(seed * 1_000_003 + valued) % 2**32,
-                                                   n_startup_trials=TPE_STARTUP_TRIALS)
-
-    return callback
-
-
 def _study_settings(args: argparse.Namespace) -> dict[str, Any]:
     """What makes trials comparable: a study refuses to continue under other values of these."""
     names = ("model", *TRIAL_SETTINGS, *QUIXER_FLAGS)
@@ -388,9 +384,6 @@ def _open_study(args: argparse.Namespace, choice: StorageChoice, output_dir: Pat
             f"--study_name {args.study_name}: the study in {choice.shown} ran with other settings ({changed}); "
             "choose another --study_name, or pass --overwrite to delete it and start afresh"
         )
-    valued = len(study.get_trials(deepcopy=False, states=VALUED))
-    study.sampler = optuna.samplers.TPESampler(seed=(args.seed * 1_000_003 + valued) % 2**32,
-                                               n_startup_trials=TPE_STARTUP_TRIALS)
     return study
 
 
@@ -524,8 +517,8 @@ def run_tuning(args: argparse.Namespace) -> dict[str, Any]:
         counted = (*VALUED, TrialState.RUNNING) if choice.heartbeat else VALUED
         missing = args.n_trials - len(study.get_trials(deepcopy=False, states=VALUED))
         if missing > 0:
-            study.optimize(tuner, n_trials=missing, timeout=args.timeout, catch=(Exception,), gc_after_trial=True,
-                           callbacks=[MaxTrialsCallback(args.n_trials, states=counted), _reseed(args.seed)])
+            study.optimize(tuner, n_trials=2 * missing, timeout=args.timeout, catch=(Exception,), gc_after_trial=True,
+                           callbacks=[MaxTrialsCallback(args.n_trials, states=counted)])
         metrics = summarize_study(study, args, tuner, choice.shown, time.monotonic() - started)
         run.finish(metrics)
     if metrics["best_trial"] is None:

@@ -44,6 +44,7 @@ def write_csv(path: Path, records: dict[str, tuple[str, str]], extra: list[tuple
         length = len(sequence) + (7 if accession in wrong_length else 0)
         lines.append(f'{accession},{length},"{accession} {description}"')
     lines += [f'{accession},{length},"{accession} not on the server"' for accession, length in extra]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -59,7 +60,12 @@ def read(path: Path) -> list[tuple[str, str]]:
 
 
 def metrics_of(output: Path) -> dict:
-    return json.loads((output.parent / "metrics.json").read_text())
+    return json.loads(record_of(output, "metrics.json").read_text())
+
+
+def record_of(output: Path, name: str = "args.json") -> Path:
+    """The run record's files sit beside the FASTA, named after it."""
+    return output.parent / f"{output.name}.{name}"
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -84,9 +90,9 @@ def test_writes_ncbi_fasta_in_70_columns(tmp_path: Path, capsys) -> None:
     metrics = metrics_of(output)
     assert (metrics["requested"], metrics["fetched"], metrics["missing"], metrics["requests"]) == (23, 23, 0, 4)
     assert metrics["synthetic"] is False and metrics["bytes_written"] == len(text)
-    args = json.loads((output.parent / "args.json").read_text())
-    assert args["status"] == "completed" and args["args"]["api_key"] == "<given>"
-    assert "secret-key" not in (output.parent / "args.json").read_text()
+    args = json.loads(record_of(output).read_text())
+    assert args["status"] == "completed" and args["args"]["api_key"] == "<given>" and args["role"] == "download"
+    assert "secret-key" not in record_of(output).read_text()
     assert Entrez.urlopen is urllib.request.urlopen and Entrez.max_tries == 3  # Bio.Entrez restored
 
 
@@ -130,7 +136,7 @@ def test_resume_after_server_fails_permanently(tmp_path: Path, capsys) -> None:
         err = capsys.readouterr().err
         assert len(error_lines(err)) == 1 and "rerun the same command to resume" in error_lines(err)[0]
         assert [a for a, _ in read(output)] == list(records)[:8]
-        assert json.loads((tmp_path / "args.json").read_text())["status"] == "failed"
+        assert json.loads(record_of(output).read_text())["status"] == "failed"
         server.fail_from = None
         assert download_rna_sequences.main(argv) == 0
     assert read(output) == [(a, seq) for a, (_, seq) in records.items()]
@@ -240,7 +246,7 @@ def test_missing_ids_are_listed_and_not_asked_again(tmp_path: Path) -> None:
         argv = common(server, csv, output, "--batch_size", "10")
         assert download_rna_sequences.main(argv) == 0
         expected_missing = [ids[5]] + [a for a, _ in unknown]
-        assert (tmp_path / "missing_ids.txt").read_text().split() == expected_missing
+        assert record_of(output, "missing_ids.txt").read_text().split() == expected_missing
         # the batch is stored first, the two ids it lacked after their re-ask
         assert [a for a, _ in read(output)] == ids[2:5] + ids[6:10] + ids[:2] + ids[10:]
         metrics = metrics_of(output)
@@ -276,7 +282,7 @@ def test_no_network_is_one_line(tmp_path: Path, capsys) -> None:
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"cannot reach {url}" in err and "pass --source synthetic to work offline" in err
     assert not (tmp_path / "rna.fasta").exists()
-    assert json.loads((tmp_path / "args.json").read_text())["status"] == "failed"
+    assert json.loads(record_of(tmp_path / "rna.fasta").read_text())["status"] == "failed"
     assert metrics_of(tmp_path / "rna.fasta")["requests_per_second_limit"] == 3.0  # NCBI's limit without a key
 
 
@@ -291,24 +297,41 @@ def test_bad_csv_is_one_line_naming_the_file(tmp_path: Path, capsys, problem: st
     assert download_rna_sequences.main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(csv) in lines[0]
-    assert not (tmp_path / "args.json").exists()
+    assert not record_of(tmp_path / "rna.fasta").exists()
 
 
-def test_refuses_another_stages_folder_and_a_changed_selection(tmp_path: Path, capsys) -> None:
+def test_shares_a_folder_with_other_runs_and_refuses_a_changed_selection(tmp_path: Path, capsys) -> None:
+    """The record is named after the FASTA: a folder holding NCBI's CSVs and another stage's record, or a
+    second download, is no obstacle; appending another selection to the same FASTA is."""
     records = fake_records(4, prefix="NM_")
-    csv = write_csv(tmp_path / "summary.csv", {**records, **fake_records(2, 1, "XM_")})
-    with FakeEutils({**records, **fake_records(2, 1, "XM_")}) as server:
-        other = tmp_path / "other"
-        other.mkdir()
-        (other / "args.json").write_text(json.dumps({"stage": "prepare_autoregressive_data"}))
-        assert download_rna_sequences.main(common(server, csv, other / "rna.fasta")) == 2
-        assert "belongs to stage 'prepare_autoregressive_data'" in capsys.readouterr().err
-        output = tmp_path / "mine" / "rna.fasta"
+    xm = fake_records(2, 1, "XM_")
+    folder = tmp_path / "GRCh38_genomic_dataset"
+    csv = write_csv(folder / "GRCh38_latest_rna_summary.csv", {**records, **xm})
+    (folder / "args.json").write_text(json.dumps({"stage": "prepare_autoregressive_data", "status": "completed"}))
+    with FakeEutils({**records, **xm}) as server:
+        output = folder / "rna_sequences.fasta"
         assert download_rna_sequences.main(common(server, csv, output)) == 0
+        second = folder / "xm_sequences.fasta"
+        assert download_rna_sequences.main(common(server, csv, second, "--prefixes", "XM_")) == 0
         assert download_rna_sequences.main(common(server, csv, output, "--prefixes", "XM_")) == 2
         assert "different --prefixes" in capsys.readouterr().err
         assert download_rna_sequences.main(common(server, csv, output, "--prefixes", "XM_", "--overwrite")) == 0
-    assert [a for a, _ in read(output)] == list(fake_records(2, 1, "XM_"))
+    assert [a for a, _ in read(output)] == list(xm) == [a for a, _ in read(second)]
+    assert json.loads((folder / "args.json").read_text())["stage"] == "prepare_autoregressive_data"
+
+
+def test_seeds_paths_are_the_defaults(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`download_rna_sequences.py --max_sequences N` as the seeds print it reads and writes their paths."""
+    records = fake_records(3)
+    monkeypatch.chdir(tmp_path)
+    assert download_rna_sequences.main(["--max_sequences", "2", "--log_level", "error"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "GRCh38_genomic_dataset/GRCh38_latest_rna_summary.csv: file not found" in line and "\n" not in line
+    write_csv(tmp_path / "GRCh38_genomic_dataset" / "GRCh38_latest_rna_summary.csv", records)
+    with FakeEutils(records) as server:
+        argv = ["--max_sequences", "2", "--eutils_url", server.url, "--retry_base_delay", "0.05", "--log_level", "error"]
+        assert download_rna_sequences.main(argv) == 0
+    assert len(read(tmp_path / "GRCh38_genomic_dataset" / "rna_sequences.fasta")) == 2
 
 
 def test_help_explains_every_flag() -> None:

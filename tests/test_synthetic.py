@@ -104,7 +104,7 @@ def test_cli_writes_refuses_and_overwrites(tmp_path: Path, capsys) -> None:
     records = list(iter_fasta(output))
     assert len(records) == 25
     assert all(len(line) <= 70 for line in output.read_text().splitlines() if not line.startswith(">"))
-    metrics = json.loads((output.parent / "metrics.json").read_text())
+    metrics = json.loads((output.parent / f"{output.name}.metrics.json").read_text())
     assert metrics["synthetic"] is True and metrics["written"] == 25 and metrics["genes_with_isoforms"] >= 1
     first = output.read_bytes()
     assert download_rna_sequences.main(argv) == 2
