@@ -25,7 +25,7 @@ from quixer_rna.synthetic import run_synthetic
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(__doc__)
+    parser = make_parser(__doc__, __file__)
     parser.add_argument("--source", choices=("ncbi", "synthetic"), default="ncbi",
                         help="'ncbi' fetches the ids in --csv from NCBI; 'synthetic' generates --max_sequences "
                              "mRNA-like transcripts offline (no --csv needed)")

@@ -28,7 +28,7 @@ from quixer_rna.encoding import ANSATZE, CONTEXTS, DEFAULT_ANSATZ, DEFAULT_LAYER
 
 
 def build_parser():
-    parser = make_parser(__doc__)
+    parser = make_parser(__doc__, __file__)
     parser.add_argument("--data_dir", required=True, help="k-mer sentence folder written by prepare_autoregressive_data.py")
     parser.add_argument("--output_dir", required=True, help="folder for {train,val,test}.pt and metadata.json")
     parser.add_argument("--k", type=positive_int, default=None,

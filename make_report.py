@@ -11,7 +11,7 @@ from quixer_rna.report import make_report
 
 
 def build_parser():
-    parser = make_parser(__doc__)
+    parser = make_parser(__doc__, __file__)
     parser.add_argument("--runs", required=True, help="folder holding the stage folders of one study (e.g. runs/<date>-<time>)")
     parser.add_argument(
         "--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (of transcripts) for each 95%% interval"

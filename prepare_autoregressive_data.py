@@ -17,7 +17,7 @@ from quixer_rna.prepare import SPLIT_BY, run_prepare
 
 
 def build_parser():
-    parser = make_parser(__doc__)
+    parser = make_parser(__doc__, __file__)
     parser.add_argument("--fasta", nargs="+", action="extend", required=True, metavar="FILE",
                         help="one or more FASTA files, plain or gzip; repeat the flag or list several")
     parser.add_argument("--output_dir", required=True, help="folder for the k-mer streams and metadata.json")

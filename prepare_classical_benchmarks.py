@@ -11,7 +11,7 @@ from quixer_rna.cli import add_common_args, make_parser, run_cli
 
 
 def build_parser():
-    parser = make_parser(__doc__)
+    parser = make_parser(__doc__, __file__)
     parser.add_argument("--data_dir", required=True, help="output folder of prepare_autoregressive_data.py (k-mer streams)")
     parser.add_argument("--output_dir", required=True, help="folder for metadata.json and vocab.json")
     parser.add_argument("--write_pt", action="store_true",

@@ -13,7 +13,7 @@ from quixer_rna.quantization import ALGORITHMS, run_quantize
 
 
 def build_parser():
-    parser = make_parser(__doc__)
+    parser = make_parser(__doc__, __file__)
     parser.add_argument("--embeddings_dir", required=True, help="folder written by lambeq_encoder.py")
     parser.add_argument("--output_dir", required=True, help="folder for the token map, centres and metadata")
     parser.add_argument("--n_clusters", type=positive_int, default=512,

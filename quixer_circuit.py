@@ -19,7 +19,7 @@ from quixer_rna.quantum import stage
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return stage.build_parser(__doc__)
+    return stage.build_parser(__doc__, __file__)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,14 +55,16 @@ QUICK_TUNE_EPOCHS=1
 QUICK_CIRCUIT_WINDOWS=0:8
 QUICK_BOOTSTRAP=200
 
-usage="usage: $(basename "$0") [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]] [--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw]"
+usage="usage: $(basename "$0") [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]] [--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--jobs N]"
 die_usage() {
     [[ $# -gt 0 ]] && echo "$(basename "$0"): error: $1" >&2
     echo "$usage" >&2
     exit 2
 }
 
-pipe() { PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" -m quixer_rna.pipeline "$@"; }
+pipe() { PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" -m quixer_rna.pipeline "$@" 9>&-; }
+# timings.json is updated by both tracks when they run side by side: one writer at a time.
+record() { flock "$timings.lock" env PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" -m quixer_rna.pipeline stage "$timings" "$@" 9>&-; }
 
 # run_stage NAME FOLDER COMMAND...: skip a stage completed with the same arguments; otherwise run it (each
 # stage resumes or restarts a dead run by itself). A failure stops the pipeline with the stage's one-line
@@ -73,23 +75,24 @@ run_stage() {
     local cmd=("$@")
     if pipe completed "$folder" "${cmd[@]:1}"; then
         echo "pipeline: stage $name already completed in $folder; skipped"
-        pipe stage "$timings" "$name" "$(basename "$folder")" skipped 0
+        record "$name" "$(basename "$folder")" skipped 0
         return 0
     fi
     echo "pipeline: stage $name -> $folder"
     local log="$out/.logs/$name.log" start end seconds code=0
     mkdir -p "$out/.logs"
     start=$(date +%s.%N)
-    # stdout passes through; stderr is shown and kept in the log for the one-line failure message.
-    ( "${cmd[@]}" 2>&1 1>&3 3>&- | tee "$log" >&2 3>&- ) 3>&1 || code=$?
+    # stdout passes through; stderr is shown and kept in the log for the one-line failure message. The stage
+    # does not inherit the pipeline's lock (fd 9): the lock dies with this script, whatever the stage does.
+    ( "${cmd[@]}" 9>&- 2>&1 1>&3 3>&- | tee "$log" >&2 3>&- ) 3>&1 9>&- || code=$?
     end=$(date +%s.%N)
     seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
     if [[ $code -ne 0 ]]; then
-        pipe stage "$timings" "$name" "$(basename "$folder")" failed "$seconds" || true
+        record "$name" "$(basename "$folder")" failed "$seconds" || true
         echo "pipeline: stage $name failed (exit $code): $(pipe error "$log")" >&2
         exit "$code"
     fi
-    pipe stage "$timings" "$name" "$(basename "$folder")" completed "$seconds"
+    record "$name" "$(basename "$folder")" completed "$seconds"
     echo "pipeline: stage $name done in ${seconds} s"
 }
 
@@ -158,6 +161,27 @@ train_track() {
     done
 }
 
+clusters_track() {  # lambeq embeddings -> 512 k-means tokens -> every model -> Quixer's circuit cost
+    run_stage encode "$out/encode" "$python" "$here/lambeq_encoder.py" --data_dir "$out/prepare" \
+        --output_dir "$out/encode" --embedding_dim "$ENCODE_EMBEDDING_DIM" --device "$device" --seed "$SEED"
+    run_stage quantize "$out/quantize" "$python" "$here/quantize_lambeq_embeddings.py" --embeddings_dir "$out/encode" \
+        --output_dir "$out/quantize" --n_clusters "$N_CLUSTERS" --seed "$SEED"
+    train_track clusters "$out/quantize"
+    local first_seed="${seeds%%,*}" circuit=(--shots 10 100 1000 10000 --noise_2q 1e-4 1e-3 1e-2)
+    (( QUIXER_QUBITS <= 3 && QUIXER_QSVT_DEGREE <= 2 )) && circuit+=(--check)
+    local quixer_run="$out/clusters/quixer_seed$first_seed"
+    [[ $tune -gt 0 ]] && quixer_run="$out/clusters/tuned/quixer_seed$first_seed"
+    run_stage circuit "$out/circuit/clusters_quixer_seed$first_seed" "$python" "$here/quixer_circuit.py" \
+        --run_dir "$quixer_run" --data_dir "$out/quantize" --output_dir "$out/circuit/clusters_quixer_seed$first_seed" \
+        --windows "$CIRCUIT_WINDOWS" --seed "$SEED" "${circuit[@]}"
+}
+
+raw_track() {  # raw k-mer tokens (one id per 6-mer) -> every model and the nucleotide Markov reference
+    run_stage raw_tokens "$out/raw_tokens" "$python" "$here/prepare_classical_benchmarks.py" --data_dir "$out/prepare" \
+        --output_dir "$out/raw_tokens"
+    train_track raw "$out/raw_tokens"
+}
+
 # ---- the study (one function, so editing this file during a run cannot change the run) ----------
 main() {
     fasta=()
@@ -170,6 +194,7 @@ main() {
     tune=0
     fractions="1"
     tracks="clusters,raw"
+    jobs=2
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --fasta)
@@ -185,6 +210,7 @@ main() {
             --tune) [[ $# -ge 2 ]] || die_usage "--tune needs a number of trials"; tune="$2"; shift 2 ;;
             --train_fractions) [[ $# -ge 2 ]] || die_usage "--train_fractions needs a list such as 0.25,0.5,1"; fractions="$2"; shift 2 ;;
             --tracks) [[ $# -ge 2 ]] || die_usage "--tracks needs clusters, raw or clusters,raw"; tracks="$2"; shift 2 ;;
+            --jobs) [[ $# -ge 2 ]] || die_usage "--jobs needs a number"; jobs="$2"; shift 2 ;;
             --quick) quick=1; shift ;;
             -h|--help) echo "$usage"; exit 0 ;;
             *) die_usage "unknown argument $1" ;;
@@ -199,6 +225,7 @@ main() {
     [[ "$tune" =~ ^[0-9]+$ ]] || die_usage "--tune $tune: expected a number of trials"
     [[ "$fractions" =~ ^(0?\.[0-9]+|1)(,(0?\.[0-9]+|1))*$ ]] || die_usage "--train_fractions $fractions: expected fractions in (0, 1] separated by commas"
     [[ "$tracks" =~ ^(clusters|raw)(,(clusters|raw))?$ ]] || die_usage "--tracks $tracks: expected clusters, raw or clusters,raw"
+    [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die_usage "--jobs $jobs: expected a number of parallel tracks >= 1"
 
     if [[ $quick -eq 1 ]]; then
         SYNTHETIC_TRANSCRIPTS=$QUICK_SYNTHETIC_TRANSCRIPTS N_CLUSTERS=$QUICK_N_CLUSTERS EPOCHS=$QUICK_EPOCHS
@@ -257,24 +284,20 @@ main() {
 
     run_stage prepare "$out/prepare" "$python" "$here/prepare_autoregressive_data.py" --fasta "${fasta[@]}" \
         --output_dir "$out/prepare" --k "$K" --window_size "$WINDOW_SIZE" --min_length "$MIN_LENGTH" --seed "$SEED"
-    if [[ $tracks == *clusters* ]]; then
-        run_stage encode "$out/encode" "$python" "$here/lambeq_encoder.py" --data_dir "$out/prepare" \
-            --output_dir "$out/encode" --embedding_dim "$ENCODE_EMBEDDING_DIM" --device "$device" --seed "$SEED"
-        run_stage quantize "$out/quantize" "$python" "$here/quantize_lambeq_embeddings.py" --embeddings_dir "$out/encode" \
-            --output_dir "$out/quantize" --n_clusters "$N_CLUSTERS" --seed "$SEED"
-        train_track clusters "$out/quantize"
-        local first_seed="${seeds%%,*}" circuit=(--shots 10 100 1000 10000 --noise_2q 1e-4 1e-3 1e-2)
-        (( QUIXER_QUBITS <= 3 && QUIXER_QSVT_DEGREE <= 2 )) && circuit+=(--check)
-        local quixer_run="$out/clusters/quixer_seed$first_seed"
-        [[ $tune -gt 0 ]] && quixer_run="$out/clusters/tuned/quixer_seed$first_seed"
-        run_stage circuit "$out/circuit/clusters_quixer_seed$first_seed" "$python" "$here/quixer_circuit.py" \
-            --run_dir "$quixer_run" --data_dir "$out/quantize" --output_dir "$out/circuit/clusters_quixer_seed$first_seed" \
-            --windows "$CIRCUIT_WINDOWS" --seed "$SEED" "${circuit[@]}"
-    fi
-    if [[ $tracks == *raw* ]]; then
-        run_stage raw_tokens "$out/raw_tokens" "$python" "$here/prepare_classical_benchmarks.py" --data_dir "$out/prepare" \
-            --output_dir "$out/raw_tokens"
-        train_track raw "$out/raw_tokens"
+    local branches=() pids=() code=0 i
+    [[ $tracks == *clusters* ]] && branches+=(clusters_track)
+    [[ $tracks == *raw* ]] && branches+=(raw_track)
+    if [[ $jobs -gt 1 && ${#branches[@]} -gt 1 ]]; then
+        # The tracks side by side, each process with its share of the cores (unless OMP_NUM_THREADS is set).
+        local cores
+        cores=$(nproc 2>/dev/null || echo 2)
+        export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( cores / jobs > 0 ? cores / jobs : 1 ))}"
+        echo "pipeline: the ${#branches[@]} token tracks run side by side, $OMP_NUM_THREADS thread(s) per process"
+        for i in "${branches[@]}"; do "$i" & pids+=($!); done
+        for i in "${pids[@]}"; do wait "$i" || code=$?; done
+        [[ $code -eq 0 ]] || exit "$code"
+    else
+        for i in "${branches[@]}"; do "$i"; done
     fi
 
     run_stage report "$out/report" "$python" "$here/make_report.py" --runs "$out" --bootstrap "$BOOTSTRAP" --seed "$SEED"

@@ -28,7 +28,7 @@ MODELS = (*CONFIGS, "ngram", "markov")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(__doc__, config_file=True)
+    parser = make_parser(__doc__, __file__, config_file=True)
     add_training_args(parser, "where checkpoints, metrics and curves go; default runs/<model>", default_output_dir=None)
     parser.set_defaults(epochs=100)
     group = parser.add_argument_group("model")

@@ -17,7 +17,7 @@ from quixer_rna.training.cli import add_training_args, print_summary, run_traini
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(__doc__, config_file=True)
+    parser = make_parser(__doc__, __file__, config_file=True)
     add_training_args(parser, "where checkpoints, metrics and curves go", default_output_dir="runs/quixer")
     add_dataclass_args(parser.add_argument_group("Quixer model"), QuixerConfig)
     return parser

@@ -30,7 +30,7 @@ MODELS = tuple(SEARCH_SPACES)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(__doc__)
+    parser = make_parser(__doc__, __file__)
     defaults = TrainConfig()
     group = parser.add_argument_group("study")
     group.add_argument("--data_dir", required=True, help="token folder (quantize_lambeq_embeddings.py or "

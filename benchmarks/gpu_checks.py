@@ -13,6 +13,11 @@ summary; exits 1 if any check failed. Every check is a function in CHECKS (add n
   (2) benchmarks/bench_quixer.py on the device: the paper-sized model at batch 32/256/1024/4096 (CPU:
       small batches), at n = 10, and (CUDA) without CUDA graphs; ms per step and window, peak memory
       against the simulator's estimate; the 25 ms target for a paper-sized step at batch 1024 (CUDA).
+  (3) the training loop (Quixer, LSTM, Transformer, FNet): 4 steps after warm-up under
+      torch.cuda.set_sync_debug_mode("error"), i.e. no host synchronisation inside a step (CUDA).
+  (4) with 2 or more GPUs: run_train_gpu.sh 0,1 (torchrun, NCCL), killed after a checkpoint and rerun,
+      equals the uninterrupted run.
+  (5) the lambeq encoder's table and stairs states on the device against float64 on CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -258,10 +264,114 @@ def check_paper_step_target(ctx: Context) -> Result:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The checks, in order. Add new ones here:
-#   (3) host syncs in 4 training steps under torch.cuda.set_sync_debug_mode("error") (run one warm-up step
-#       first: the one-off CUDA graph capture of each simulator workspace synchronises the device);
-#   (4) multi-GPU launcher checks; (5) encoder checks.
+# (3) The training loop on the device: no host synchronisation inside a step.
+
+def _token_folder(ctx: Context) -> Path:
+    """Raw k-mer tokens of 40 synthetic transcripts, made by the stages themselves (once per run)."""
+    if "tokens" not in ctx.cache:
+        work = Path(tempfile.mkdtemp(prefix="gpu_checks_"))
+        for argv in (["download_rna_sequences.py", "--source", "synthetic", "--max_sequences", "40", "--output",
+                      str(work / "rna.fasta")],
+                     ["prepare_autoregressive_data.py", "--fasta", str(work / "rna.fasta"), "--output_dir",
+                      str(work / "prepare")],
+                     ["prepare_classical_benchmarks.py", "--data_dir", str(work / "prepare"), "--output_dir",
+                      str(work / "tokens")]):
+            subprocess.run([sys.executable, str(ROOT / argv[0]), *argv[1:], "--log_level", "warning"], check=True,
+                           cwd=ROOT)
+        ctx.cache["tokens"] = work / "tokens"
+    return ctx.cache["tokens"]
+
+
+def check_sync_free_training_steps(ctx: Context) -> Result:
+    """4 training steps per model after 3 warm-up steps (CUDA graph captures synchronise once) with
+    torch.cuda.set_sync_debug_mode("error"): any host synchronisation inside a step raises."""
+    if not ctx.cuda:
+        return "SKIP", "sync debug mode exists only on CUDA"
+    from quixer_rna.formats.tokens import open_tokens
+    from quixer_rna.training import TrainConfig, Trainer, setup_distributed
+
+    data = open_tokens(_token_folder(ctx))
+    configs = {"quixer": {"qubits": 6, "ansatz_layers": 4, "qsvt_degree": 3, "embedding_dim": 128},
+               "lstm": {"embedding_dim": 96}, "transformer": {"embedding_dim": 96}, "fnet": {"embedding_dim": 96}}
+    done = []
+    for model, config in configs.items():
+        train = TrainConfig(epochs=1, batch_size=256, max_steps_per_epoch=9, device=str(ctx.device),
+                            checkpoint_every=0, val_windows=256)
+
+        class Enough(Exception):
+            pass
+
+        def step(global_step: int) -> None:
+            if global_step == 3:
+                torch.cuda.synchronize(ctx.device)
+                torch.cuda.set_sync_debug_mode("error")
+            if global_step == 7:
+                torch.cuda.set_sync_debug_mode("default")
+                raise Enough
+
+        trainer = Trainer(model, config, data, train, Path(tempfile.mkdtemp()), setup_distributed(str(ctx.device)),
+                          resume=False)
+        try:
+            trainer.run(step_callback=step)
+        except Enough:
+            done.append(model)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return "PASS", f"steps 4-7 of {', '.join(done)} ran with set_sync_debug_mode('error')"
+
+
+# ----------------------------------------------------------------------------------------------------
+# (4) Several GPUs: the launcher under NCCL, one GPU per process, kill and resume.
+
+def check_multi_gpu_launcher(ctx: Context) -> Result:
+    if not ctx.cuda or torch.cuda.device_count() < 2:
+        return "SKIP", "needs 2 or more GPUs"
+    tokens = _token_folder(ctx)
+    work = Path(tempfile.mkdtemp(prefix="gpu_checks_ddp_"))
+    flags = ["--data_dir", str(tokens), "--epochs", "2", "--max_steps_per_epoch", "8", "--batch_size", "512",
+             "--checkpoint_every", "2", "--val_windows", "1000", "--qubits", "4", "--embedding_dim", "32"]
+
+    def launch(out: Path, kill_at: Path | None = None) -> None:
+        proc = subprocess.Popen(["bash", str(ROOT / "run_train_gpu.sh"), "0,1", "quixer", str(out), *flags], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        while kill_at is not None and proc.poll() is None and not kill_at.exists():
+            time.sleep(0.05)
+        if kill_at is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    launch(work / "whole")
+    launch(work / "killed", kill_at=work / "killed" / "checkpoint_last.pt")
+    launch(work / "killed")
+    whole, resumed = (json.loads((work / name / "metrics.json").read_text()) for name in ("whole", "killed"))
+    if whole["world_size"] != 2:
+        return "FAIL", f"world size {whole['world_size']}, expected 2"
+    same = all(abs(whole["test"][k] - resumed["test"][k]) <= 1e-6 * max(1.0, abs(whole["test"][k]))
+               for k in whole["test"])
+    return ("PASS" if same else "FAIL"), f"NCCL 2 ranks: killed and resumed test {resumed['test']} vs {whole['test']}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# (5) The lambeq encoder's table and stairs on the device.
+
+def check_encoder(ctx: Context) -> Result:
+    from quixer_rna.encoding import KmerEncoder, readout_of
+
+    encoder = KmerEncoder.build(4, 4, "Sim14", 1, "probabilities", seed=0, stairs=True)
+    ids = torch.arange(4**4)
+    reference = encoder.states_of(ids, torch.float64)
+    ours = encoder.states_of(ids.to(ctx.device), torch.float32).cpu()
+    table_error = float((readout_of(ours, "probabilities").double() - readout_of(reference, "probabilities")).abs().max())
+    windows = torch.randint(0, 4**4, (16, 6), generator=torch.Generator().manual_seed(0))
+    stairs_ref = encoder.contextual(windows, reference)
+    stairs = encoder.contextual(windows.to(ctx.device), encoder.states_of(ids.to(ctx.device), torch.float32)).cpu()
+    stairs_error = float((stairs.double() - stairs_ref.double()).abs().max())
+    ok = table_error < 1e-5 and stairs_error < 1e-4
+    return ("PASS" if ok else "FAIL"), f"table max error {table_error:.2e}, stairs max error {stairs_error:.2e} vs float64 CPU"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The checks, in order.
 
 CHECKS: list[tuple[str, Callable[[Context], Result]]] = [
     ("sim_float32_vs_float64", check_sim_float32_vs_float64),
@@ -271,9 +381,9 @@ CHECKS: list[tuple[str, Callable[[Context], Result]]] = [
     ("bench_qubits10", check_bench_qubits10),
     ("bench_without_graphs", check_bench_without_graphs),
     ("paper_step_target", check_paper_step_target),
-    # (3) ("sync_free_training_steps", check_sync_free_training_steps),
-    # (4) ("multi_gpu_launcher", check_multi_gpu_launcher),
-    # (5) ("encoder", check_encoder),
+    ("sync_free_training_steps", check_sync_free_training_steps),
+    ("multi_gpu_launcher", check_multi_gpu_launcher),
+    ("encoder", check_encoder),
 ]
 
 

@@ -19,6 +19,13 @@ from .runio import read_json
 
 LOG = logging.getLogger("quixer_rna")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The command line of the stage this process runs (run_cli sets it: main(argv) in-process is not sys.argv).
+_COMMAND: list[str] = []
+
+
+def command_line() -> list[str]:
+    """What the run record calls the command: the script and its arguments."""
+    return list(_COMMAND) or [os.path.basename(sys.argv[0]), *sys.argv[1:]]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -85,9 +92,11 @@ class ConfigFileParser(StageParser):
         return checked
 
 
-def make_parser(description: str, config_file: bool = False) -> StageParser:
+def make_parser(description: str, script: str | None = None, config_file: bool = False) -> StageParser:
+    """The parser of a root script (`script`: its __file__, which names it in errors and run records)."""
     cls = ConfigFileParser if config_file else StageParser
-    return cls(description=description, formatter_class=HelpFormatter)
+    prog = os.path.basename(script) if script else None
+    return cls(prog=prog, description=description, formatter_class=HelpFormatter)
 
 
 # ---- typed flags: a value outside its range is refused where it is parsed, naming the flag -------------------
@@ -264,6 +273,7 @@ def run_cli(
 ) -> int:
     """Parse arguments, set up logging and seeds, run `body`; user errors become one stderr line and exit
     code 2, Ctrl-C exit code 130 (the stage's own record says how it ended: quixer_rna.stage)."""
+    _COMMAND[:] = [parser.prog, *(sys.argv[1:] if argv is None else argv)]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2, its one line already printed)

@@ -531,7 +531,8 @@ def run_encode(args: Any) -> int:
             lambeq_version = metadata.version("lambeq")
         except metadata.PackageNotFoundError:
             lambeq_version = None
-        distinct_kmers = {name: int(np.unique(np.asarray(split.kmers)).size) for name, split in stream.splits.items()}
+        distinct_kmers = {name: int(np.count_nonzero(np.bincount(np.asarray(split.kmers, dtype=np.int64), minlength=1)))
+                          for name, split in stream.splits.items()}
         info = {
             "format": FORMAT,
             "version": VERSION,

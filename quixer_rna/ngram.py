@@ -61,6 +61,8 @@ STRENGTH_GRID = np.concatenate([[0.0], np.geomspace(0.1, 1e6, 71)])
 LOWER_COUNTS = ("continuation", "raw")
 # n-grams per counting chunk: bounded memory whatever the split size.
 COUNT_CHUNK = 1 << 20
+# Test windows scored at once: [B, V] probabilities, 134 MB at V = 4096.
+SCORE_BATCH = 4096
 
 
 @dataclass
@@ -423,7 +425,7 @@ def run_ngram_stage(args: argparse.Namespace) -> dict:
         tuning = model.tune_discounts(val_tails)
         val_loss = model.cross_entropy(val_tails)
         with Progress(data["test"].num_windows, "n-gram test", unit="window", every=args.log_every) as progress:
-            scores = test_scores(model, data["test"], args.eval_batch_size, progress)
+            scores = test_scores(model, data["test"], SCORE_BATCH, progress)
         seconds = time.perf_counter() - started
         test = summarize(score_sums(scores))
         save_predictions(output_dir / PREDICTIONS_FILE, scores["nll"].numpy(), scores["correct"].numpy(),

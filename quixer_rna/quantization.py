@@ -129,7 +129,7 @@ def nearest_centres(
     dist2 = np.empty(n, dtype=np.float64)
     starts = range(0, n, ASSIGN_CHUNK)
     for start in tqdm(starts, desc=desc, unit="chunk", disable=desc is None or len(starts) < 2, leave=False):
-        x = torch.as_tensor(vectors[start : start + ASSIGN_CHUNK], dtype=torch.float64)
+        x = torch.tensor(np.asarray(vectors[start : start + ASSIGN_CHUNK]), dtype=torch.float64)
         d = (x * x).sum(1, keepdim=True) - 2.0 * (x @ c.T) + c_sq
         best = d.min(dim=1)
         labels[start : start + len(x)] = best.indices.numpy()

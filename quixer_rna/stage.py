@@ -27,12 +27,12 @@ import os
 import platform
 import re
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from .cli import command_line
 from .errors import UserError
 from .runio import ARGS_FILE, METRICS_FILE, atomic_write_json, read_json
 
@@ -217,7 +217,7 @@ class StageRun:
             "stage": self.stage,
             "role": self.role,
             "args": _redacted_args(args),
-            "command": _redacted_command([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "command": _redacted_command(command_line()),
             "versions": _versions(),
             "git_commit": _git_commit(),
             "host": platform.node(),

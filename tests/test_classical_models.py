@@ -7,20 +7,15 @@ import math
 import pytest
 import torch
 
-from quixer_rna.models import available_models, build_model
+from quixer_rna.models import available_models, build_model, config_class, config_dict, make_config
+from quixer_rna.models.classical import CONFIGS, FNetConfig, LSTMConfig, TransformerConfig
 
 VOCAB = 12
 CONTEXT = 6
 SMALL = {"embedding_dim": 16, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and other test runs share the machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
 
 def _periodic_windows(count: int, seed: int = 0) -> torch.Tensor:
@@ -39,6 +34,27 @@ def test_registered_and_shapes():
     for name in ("lstm", "transformer", "fnet"):
         model = build_model(name, VOCAB, CONTEXT, dict(SMALL))
         assert model(tokens).shape == (5, VOCAB)
+        # a config dataclass builds the same model as its dict
+        torch.manual_seed(0)
+        from_dict = build_model(name, VOCAB, CONTEXT, dict(SMALL))
+        torch.manual_seed(0)
+        from_config = build_model(name, VOCAB, CONTEXT, CONFIGS[name](**SMALL))
+        pairs = zip(from_dict.state_dict().values(), from_config.state_dict().values())
+        assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_config_dataclasses_fill_the_paper_defaults():
+    assert CONFIGS == {"lstm": LSTMConfig, "transformer": TransformerConfig, "fnet": FNetConfig}
+    assert all(config_class(name) is cls for name, cls in CONFIGS.items())
+    assert config_dict(LSTMConfig()) == {"embedding_dim": 96, "hidden_dim": 96, "num_layers": 2, "dropout": 0.1}
+    assert config_dict(LSTMConfig(embedding_dim=8))["hidden_dim"] == 8
+    assert TransformerConfig(embedding_dim=10, num_heads=2).ffn_dim == 40 and FNetConfig().ffn_dim == 4 * 96
+    assert (TransformerConfig().num_layers, TransformerConfig().num_heads, FNetConfig().num_layers) == (1, 1, 2)
+    assert make_config("lstm", {"num_layers": 3}).num_layers == 3
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) qubits; valid: dropout, embedding_dim, hidden_dim"):
+        make_config("lstm", {"qubits": 3})
+    with pytest.raises(ValueError, match="--embedding_dim 10: must be divisible by --num_heads 3"):
+        TransformerConfig(embedding_dim=10, num_heads=3)
 
 
 @pytest.mark.parametrize("name", ["lstm", "transformer", "fnet"])

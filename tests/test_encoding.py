@@ -1,5 +1,6 @@
 """lambeq k-mer circuits: the torch simulation against lambeq's own evaluation, the Hamming structure of
-the encoding, determinism, the stairs composition, the on-disk outputs, the CLI and the launcher."""
+the encoding, determinism, the stairs composition, the embedding folder written from a k-mer stream (table,
+--dense export, --context stairs, k > 10), the CLI and the launcher."""
 
 from __future__ import annotations
 
@@ -25,9 +26,12 @@ from quixer_rna.encoding import (
     read_circuit,
     symbol_index,
 )
-from quixer_rna.formats.embeddings import load_embedding_dataset
-from quixer_rna.formats.sentences import write_sentence_split
+from fixtures import write_token_folder
+from quixer_rna.errors import UserError
+from quixer_rna.formats.embeddings import open_embeddings
+from quixer_rna.formats.kmer_stream import open_stream_data
 from quixer_rna.kmers import kmer_to_id
+from quixer_rna.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "lambeq_encoder.py"
@@ -123,91 +127,154 @@ def test_stairs_steps_match_lambeq_stairs_diagrams() -> None:
     assert np.abs(ours[1].numpy() - ours[2].numpy()).max() > 1e-3
 
 
-def _tiny_sentences(folder: Path, k: int = 3, length: int = 6) -> None:
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 12), ("val", 4), ("test", 4)):
-        windows = [["".join(rng.choice(list("ACGT"), k)) for _ in range(length)] for _ in range(count)]
-        write_sentence_split(folder, split, windows, [f"NM_{split}_{i // 2}" for i in range(count)],
-                             labels=list(range(count)))
+SPLIT_SIZES = {"train": 12, "val": 4, "test": 4}
+
+
+def tiny_stream(root: Path, length: int = 6) -> Path:
+    """A k-mer stream of 3-mers (root/kmers): 12 / 4 / 4 random windows of `length`, two per transcript."""
+    g = torch.Generator().manual_seed(0)
+    windows = {split: torch.randint(0, 64, (n, length), generator=g) for split, n in SPLIT_SIZES.items()}
+    sources = {split: [f"NM_{split}_{i // 2}" for i in range(n)] for split, n in SPLIT_SIZES.items()}
+    write_token_folder(root, windows, 64, sources=sources)
+    return root / "kmers"
 
 
 def _run_main(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
     import lambeq_encoder
 
-    code = lambeq_encoder.main(list(argv))
+    try:
+        code = lambeq_encoder.main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
     return code, capsys.readouterr().err
 
 
-def test_compact_equals_dense_view_and_stairs_is_dense(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    sys.path.insert(0, str(ROOT))
-    data = tmp_path / "data"
-    _tiny_sentences(data)
-    common = ["--data_dir", str(data), "--k", "3", "--max_kmers", "6", "--embedding_dim", "16", "--device", "cpu"]
-    assert _run_main(capsys, *common, "--output_dir", str(tmp_path / "compact"))[0] == 0
-    assert _run_main(capsys, *common, "--output_dir", str(tmp_path / "dense"), "--dense")[0] == 0
-    compact, dense = load_embedding_dataset(tmp_path / "compact"), load_embedding_dataset(tmp_path / "dense")
-    for split in ("train", "val", "test"):
-        assert compact[split].is_compact and not dense[split].is_compact
-        assert compact[split].dense().shape == (len(compact[split]), 6, 16)
-        assert torch.equal(compact[split].dense(), dense[split].embeddings)
-        assert torch.equal(compact[split].labels, torch.arange(len(compact[split])))
-    assert compact["val"].sources[0] == "NM_val_0"
+def all_windows(stream, split: str) -> np.ndarray:
+    part = stream.splits[split]
+    return part.windows(np.arange(part.num_windows)).astype(np.int64)
 
-    code, _ = _run_main(capsys, *common[:-4], "--embedding_dim", "8", "--device", "cpu", "--context", "stairs",
+
+def test_table_equals_dense_export_and_stairs_writes_windows(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tiny_stream(tmp_path)
+    stream = open_stream_data(data)
+    common = ["--data_dir", str(data), "--embedding_dim", "16", "--device", "cpu"]
+    assert _run_main(capsys, *common, "--output_dir", str(tmp_path / "table"))[0] == 0
+    assert _run_main(capsys, *common, "--k", "3", "--max_kmers", "6", "--output_dir", str(tmp_path / "dense"),
+                     "--dense")[0] == 0
+    table = open_embeddings(tmp_path / "table")
+    expected = encode_kmer_table(3, 16, seed=0).numpy()
+    assert table.layout == "table" and table.dim == 16 and table.table_kmers is None
+    np.testing.assert_array_equal(table.table, expected)
+    assert not (tmp_path / "table" / "table_kmers.npy").exists() and not (tmp_path / "table" / "train.pt").exists()
+    assert (tmp_path / "table" / "table.npy").read_bytes() == (tmp_path / "dense" / "table.npy").read_bytes()
+    for split in SPLIT_SIZES:
+        dense = torch.load(tmp_path / "dense" / f"{split}.pt", weights_only=True)
+        assert dense["embeddings"].shape == (SPLIT_SIZES[split], 6, 16)
+        np.testing.assert_array_equal(dense["embeddings"].numpy(), expected[all_windows(stream, split)])
+        assert torch.equal(dense["labels"], torch.zeros(SPLIT_SIZES[split], dtype=torch.int64))
+    meta = json.loads((tmp_path / "table" / "metadata.json").read_text())
+    assert meta["format"] == "quixer-rna-embeddings" and meta["layout"] == "table" and meta["k"] == 3
+    assert meta["window_length"] == 6 and meta["windows"] == SPLIT_SIZES and meta["table_rows"] == 64
+    assert meta["stream"]["path"] == str(data.resolve()) and meta["stream"]["sha256"] == stream.checksums()
+    assert json.loads((tmp_path / "table" / "args.json").read_text())["role"] == "encode"
+
+    code, _ = _run_main(capsys, "--data_dir", str(data), "--embedding_dim", "8", "--device", "cpu", "--context", "stairs",
                         "--output_dir", str(tmp_path / "stairs"))
     assert code == 0
-    stairs = load_embedding_dataset(tmp_path / "stairs")["train"]
-    assert not stairs.is_compact and stairs.embeddings.shape == (12, 6, 8)
-    table = encode_kmer_table(3, 8, seed=0)
-    torch.testing.assert_close(stairs.embeddings[:, 0], table[stairs.kmer_ids[:, 0]])
-    assert (stairs.embeddings[:, 1] - table[stairs.kmer_ids[:, 1]]).abs().max() > 1e-3
+    stairs = open_embeddings(tmp_path / "stairs")
+    assert stairs.layout == "windows" and stairs.table is None
+    train = np.asarray(stairs.window_embeddings("train"))
+    assert train.shape == (12, 6, 8)
+    small = encode_kmer_table(3, 8, seed=0).numpy()
+    ids = all_windows(stream, "train")
+    np.testing.assert_allclose(train[:, 0], small[ids[:, 0]], atol=1e-6)
+    assert np.abs(train[:, 1] - small[ids[:, 1]]).max() > 1e-3
     meta = json.loads((tmp_path / "stairs" / "metadata.json").read_text())
-    assert meta["context"] == "stairs" and meta["format"] == "dense" and meta["qubits"] == 3
+    assert meta["context"] == "stairs" and meta["layout"] == "windows" and meta["qubits"] == 3
+    assert not (tmp_path / "stairs" / "table.npy").exists()
+
+    # The stream rewritten after encoding: the embedding folder no longer matches it.
+    g = torch.Generator().manual_seed(1)
+    write_token_folder(tmp_path, {s: torch.randint(0, 64, (n, 6), generator=g) for s, n in SPLIT_SIZES.items()}, 64)
+    with pytest.raises(UserError, match="rewritten after this folder was made") as exc:
+        open_embeddings(tmp_path / "table")
+    assert "\n" not in str(exc.value)
 
 
-def test_contextual_chunks_in_worker_processes_match_one_process() -> None:
+def test_long_kmers_get_rows_for_the_occurring_ones_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import prepare_autoregressive_data
+
+    rng = np.random.default_rng(2)
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">NM_{i}.1 test ({'G' + str(i)}), mRNA\n{''.join(rng.choice(list('ACGT'), 80))}\n"
+                             for i in range(6)))
+    data = tmp_path / "kmers"
+    assert prepare_autoregressive_data.main(["--fasta", str(fasta), "--output_dir", str(data), "--k", "11",
+                                             "--window_size", "3", "--min_length", "10", "--log_level", "warning"]) == 0
+    stream = open_stream_data(data)
+    out = tmp_path / "emb"
+    assert _run_main(capsys, "--data_dir", str(data), "--output_dir", str(out), "--embedding_dim", "4",
+                     "--device", "cpu", "--dense")[0] == 0
+    emb = open_embeddings(out)
+    present = np.unique(np.concatenate([np.asarray(part.kmers, dtype=np.int64) for part in stream.splits.values()]))
+    np.testing.assert_array_equal(emb.table_kmers, present)
+    encoder = KmerEncoder.build(11, 2, "Sim14", 1, "probabilities", seed=0)
+    expected = encoding.readout_of(encoder.states_of(torch.from_numpy(present)), "probabilities").float().numpy()
+    np.testing.assert_allclose(emb.table, expected, atol=1e-6)
+    for split in SPLIT_SIZES:
+        ids = all_windows(stream, split)
+        dense = torch.load(out / f"{split}.pt", weights_only=True)["embeddings"].numpy()
+        np.testing.assert_array_equal(dense, emb.table[np.searchsorted(present, ids)])
+    assert json.loads((out / "metadata.json").read_text())["table_holds"] == "the k-mers that occur in any split"
+    code, err = _run_main(capsys, "--data_dir", str(data), "--output_dir", str(tmp_path / "st"), "--embedding_dim", "4",
+                          "--device", "cpu", "--context", "stairs")
+    assert code == 2 and "--context stairs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_contextual_chunks_in_worker_processes_match_one_process(tmp_path: Path) -> None:
     encoder = KmerEncoder.build(3, 2, "Sim15", 1, "probabilities", seed=0, stairs=True)
     states = encoder.all_states()
-    ids = torch.randint(0, 64, (6, 5), generator=torch.Generator().manual_seed(0))
-    alone = encoding.contextual_embeddings(encoder, states, ids, workers=1, desc="one")
-    split = encoding.contextual_embeddings(encoder, states, ids, workers=2, desc="two", chunk=3)
-    torch.testing.assert_close(alone, split, atol=1e-7, rtol=0)
-
-
-def test_parallel_reading_matches_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _tiny_sentences(tmp_path)
-    sequential = encoding.load_all_ids(str(tmp_path), ("train", "val", "test"), 3, 6, workers=1)
-    monkeypatch.setattr(encoding, "PARALLEL_READ_BYTES", 0)
-    parallel = encoding.load_all_ids(str(tmp_path), ("train", "val", "test"), 3, 6, workers=2)
-    for split in sequential:
-        assert torch.equal(sequential[split].ids, parallel[split].ids)
-        assert sequential[split].sources == parallel[split].sources
-    first = (tmp_path / "train" / "sentences.txt").read_text().split()[0]
-    assert int(sequential["train"].ids[0, 0]) == kmer_to_id(first)
+    g = torch.Generator().manual_seed(0)
+    write_token_folder(tmp_path, {s: torch.randint(0, 64, (6, 5), generator=g) for s in SPLIT_SIZES}, 64)
+    train = open_stream_data(tmp_path / "kmers").splits["train"]
+    alone, split = np.zeros((6, 5, 4), np.float32), np.zeros((6, 5, 4), np.float32)
+    encoding.contextual_embeddings(encoder, states, train, alone, 1, Progress(6, "one", enabled=False))
+    encoding.contextual_embeddings(encoder, states, train, split, 2, Progress(6, "two", enabled=False), chunk=3)
+    np.testing.assert_allclose(alone, split, atol=1e-7, rtol=0)
+    ids = torch.from_numpy(train.windows(np.arange(6)).astype(np.int64))
+    np.testing.assert_allclose(alone, encoder.contextual(ids, states).numpy(), atol=1e-7, rtol=0)
+    assert np.abs(alone).sum() > 0
 
 
 @pytest.mark.parametrize(("flags", "needle"), [
     (["--embedding_dim", "48"], "--embedding_dim 48"),
     (["--embedding_dim", "2", "--readout", "amplitudes"], "--embedding_dim 2"),
     (["--embedding_dim", "96", "--readout", "amplitudes"], "--embedding_dim 96"),
+    (["--embedding_dim", "0"], "argument --embedding_dim: expected a whole number >= 1"),
+    (["--layers", "-1"], "argument --layers"),
+    (["--ansatz", "QAOA"], "argument --ansatz: invalid choice"),
 ])
 def test_bad_embedding_dim_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], needle: str) -> None:
-    sys.path.insert(0, str(ROOT))
     code, err = _run_main(capsys, "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"), *flags)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_token_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    sys.path.insert(0, str(ROOT))
-    _tiny_sentences(tmp_path / "data")
-    path = tmp_path / "data" / "val" / "sentences.txt"
-    lines = path.read_text().splitlines()
-    lines[2] = lines[2].replace(lines[2][:3], "ANG", 1)
-    path.write_text("\n".join(lines) + "\n")
-    code, err = _run_main(capsys, "--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
-                          "--k", "3", "--max_kmers", "6", "--embedding_dim", "8")
-    assert code == 2 and f"{path}:3:" in err and "'ANG'" in err and len(err.strip().splitlines()) == 1
+def test_flags_that_contradict_the_stream_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tiny_stream(tmp_path)
+    base = ["--data_dir", str(data), "--embedding_dim", "8", "--device", "cpu"]
+    cases = [
+        (["--k", "4"], f"--k 4: the k-mer stream in {data} holds 3-mers"),
+        (["--max_kmers", "5"], f"--max_kmers 5: windows in {data} hold 6 k-mers"),
+    ]
+    for extra, needle in cases:
+        code, err = _run_main(capsys, *base, *extra, "--output_dir", str(tmp_path / "out"))
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    code, err = _run_main(capsys, "--data_dir", str(tmp_path / "absent"), "--output_dir", str(tmp_path / "out"))
+    assert code == 2 and "folder not found" in err and len(err.strip().splitlines()) == 1
+    code, err = _run_main(capsys, "--data_dir", str(tmp_path / "tokens"), "--output_dir", str(tmp_path / "out"))
+    assert code == 2 and "not a k-mer stream folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def _env() -> dict[str, str]:
@@ -229,8 +296,7 @@ def test_launcher_prints_usage_on_bad_arguments(tmp_path: Path, args: list[str])
 
 
 def test_launcher_runs_the_script_end_to_end_on_cpu(tmp_path: Path) -> None:
-    data, out = tmp_path / "data", tmp_path / "out"
-    _tiny_sentences(data)
+    data, out = tiny_stream(tmp_path), tmp_path / "out"
     result = subprocess.run(
         ["bash", str(LAUNCHER), str(data), str(out), "16", "2", "cpu", "--k", "3", "--max_kmers", "6", "--seed", "4"],
         env=_env(), capture_output=True, text=True, timeout=300,
@@ -238,18 +304,11 @@ def test_launcher_runs_the_script_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "run_lambeq_gpu.sh: device cpu, 2 worker(s)" in (out / "encode.log").read_text()
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["windows"] == {"train": 12, "val": 4, "test": 4} and meta["qubits"] == 4
+    assert meta["windows"] == SPLIT_SIZES and meta["qubits"] == 4
     assert meta["table_rows"] == 64 and meta["distinct_embeddings"] == 64 and meta["lambeq_version"]
-    assert json.loads((out / "args.json").read_text())["status"] == "completed"
-    loaded = load_embedding_dataset(out)
-    torch.testing.assert_close(loaded["train"].table, encode_kmer_table(3, 16, seed=4))
+    record = json.loads((out / "args.json").read_text())
+    assert record["status"] == "completed" and record["command"][0] == "lambeq_encoder.py"
+    np.testing.assert_array_equal(open_embeddings(out).table, encode_kmer_table(3, 16, seed=4).numpy())
     again = subprocess.run(["bash", str(LAUNCHER), str(data), str(out), "16", "2", "cpu", "--k", "3"],
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "--overwrite" in again.stderr
-
-
-
-def test_windows_of_different_lengths_name_file_and_line(tmp_path: Path) -> None:
-    write_sentence_split(tmp_path, "train", [["ACG", "TTT"], ["ACG", "TTT", "GGG"]], ["a", "b"])
-    with pytest.raises(encoding.UserError, match=r"train/sentences.txt:2: 3 k-mers but line 1 has 2"):
-        encoding.load_split_ids(str(tmp_path), "train", 3, 32)

@@ -15,6 +15,7 @@ import torch
 qml = pytest.importorskip("pennylane")
 
 import quixer_circuit as script  # noqa: E402
+from fixtures import save_quixer_run, write_token_folder  # noqa: E402
 from quixer_rna import checkpoint as ckpt  # noqa: E402
 from quixer_rna.models import build_model  # noqa: E402
 from quixer_rna.quantum.circuit import (  # noqa: E402
@@ -24,7 +25,6 @@ from quixer_rna.quantum.circuit import (  # noqa: E402
     make_layout,
     postselected_amplitudes,
 )
-from quixer_rna.quantum.io import save_quixer_run, save_token_windows  # noqa: E402
 from quixer_rna.quantum.noise import break_even_p2q, depolarized, mixed_state_comparison  # noqa: E402
 from quixer_rna.quantum.params import qubit_counts, quixer_states, random_circuit, window_circuit  # noqa: E402
 from quixer_rna.quantum.resources import count_resources, decomposed_operations, full_resources  # noqa: E402
@@ -253,15 +253,19 @@ def test_break_even_error_rate_by_bisection():
 
 # ---- the stage ---------------------------------------------------------------------------------------------
 
-def write_run(root: Path, tokens: int = 2, degree: int = 2) -> tuple[Path, Path, torch.nn.Module]:
-    data, run = root / "data", root / "run"
+def write_run(root: Path, tokens: int = 2, degree: int = 2) -> tuple[Path, Path, torch.nn.Module, dict]:
+    """A token folder (windows of tokens + 1 counting tokens), a run folder holding a trained tiny Quixer, the
+    model, and the windows of every split (window i of a split is row i)."""
+    run = root / "run"
     g = torch.Generator().manual_seed(0)
+    splits = {}
     for split, count in (("train", 40), ("val", 8), ("test", 12)):
         start = torch.randint(0, VOCAB, (count, 1), generator=g)
-        save_token_windows(data, split, (start + torch.arange(tokens + 1)) % VOCAB, VOCAB)
+        splits[split] = (start + torch.arange(tokens + 1)) % VOCAB
+    data = write_token_folder(root / "data", splits, VOCAB)
     model, config = trained_quixer(2, 1, tokens, degree, steps=20)
     save_quixer_run(run, model, config, VOCAB, tokens)
-    return data, run, model
+    return data, run, model, splits
 
 
 def error_line(capsys) -> str:
@@ -273,7 +277,7 @@ def error_line(capsys) -> str:
 
 @pytest.mark.slow
 def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
-    data, run, model = write_run(tmp_path)
+    data, run, model, splits = write_run(tmp_path)
     out = tmp_path / "out"
     argv = ["--run_dir", str(run), "--data_dir", str(data), "--output_dir", str(out), "--windows", "0:4,6",
             "--check", "--shots", "10", "1000", "--noise_2q", "1e-3", "1e-2", "--eps", "0.05"]
@@ -290,7 +294,7 @@ def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
     assert result["two_qubit_gates"] == result["gates"]["CNOT"] > 0
 
     # the numbers are the trainer's: the model's own forward on the same windows
-    windows = torch.load(data / "test.pt", weights_only=True)["sequences"][[0, 1, 2, 3, 6]]
+    windows = splits["test"][[0, 1, 2, 3, 6]]
     with torch.no_grad():
         logits = model(windows[:, :2])
     ce = float(torch.nn.functional.cross_entropy(logits, windows[:, 2]))
@@ -307,7 +311,7 @@ def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
     assert abs(result["shots"][1]["cross_entropy"] - ce) < abs(result["shots"][0]["cross_entropy"] - ce) + 0.05
     assert [row["p_2q"] for row in result["noise"]] == [1e-3, 1e-2]
     assert result["noise"][0]["fidelity"] == pytest.approx((1 - 1e-3) ** result["two_qubit_gates"])
-    train_targets = torch.load(data / "train.pt", weights_only=True)["sequences"][:, -1]
+    train_targets = splits["train"][:, -1]
     unigram = torch.log((torch.bincount(train_targets, minlength=VOCAB) + 1.0) / (len(train_targets) + VOCAB))
     assert result["unigram_cross_entropy"] == pytest.approx(float(-unigram[windows[:, 2]].mean()))
     assert (result["break_even_p2q"] is None) == (result["break_even_reason"] is not None)
@@ -322,8 +326,38 @@ def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["two_qubit_gates"] == result["two_qubit_gates"]
 
 
+@pytest.mark.slow
+def test_cli_reads_a_run_of_the_trainer(tmp_path, capsys):
+    """A run folder as train_quixer_hybrid.py leaves it (its checkpoints, layerwise growth stopped at one of two
+    ansatz layers) and a token folder: the circuit is the trained model's, inactive layer and all."""
+    from quixer_rna.formats.tokens import open_tokens
+    from quixer_rna.training import TrainConfig, train_model
+
+    data, _, _, splits = write_run(tmp_path)
+    config = {"embedding_dim": 8, "qubits": 2, "ansatz_layers": 2, "qsvt_degree": 2, "dropout": 0.0,
+              "use_layerwise_training": True, "layerwise_epochs": 5}
+    run = tmp_path / "trained"
+    train_model("quixer", config, open_tokens(data), TrainConfig(epochs=1, batch_size=8, lr=0.05, device="cpu"), run)
+    state = ckpt.load_checkpoint(run / ckpt.BEST)
+    assert state["model"]["angle_mask"].sum() == 4 * 2  # one active layer of 4n angles
+    model = build_model("quixer", VOCAB, 2, config)
+    model.load_state_dict(state["model"])
+    model.eval()
+    out = tmp_path / "out"
+    assert script.main(["--run_dir", str(run), "--data_dir", str(data), "--output_dir", str(out), "--windows", "0:3",
+                        "--check", "--shots", "10", "--noise_2q", "1e-3"]) == 0
+    capsys.readouterr()
+    result = json.loads((out / "resources.json").read_text())
+    assert result["check"]["status"] == "passed" and result["check"]["max_state_error"] < TOL
+    windows = splits["test"][:3]
+    with torch.no_grad():
+        ce = float(torch.nn.functional.cross_entropy(model(windows[:, :2]), windows[:, 2]))
+    assert abs(result["exact"]["cross_entropy"] - ce) < 1e-5
+    assert abs(result["success_probability"]["mean"] - float(model.extra_metrics()["postselection"])) < 1e-5
+
+
 def test_cli_too_large_to_check_still_gives_resources(tmp_path, capsys):
-    data, run, _ = write_run(tmp_path, tokens=32, degree=3)             # 2 + 3*5 + 2 = 19 qubits
+    data, run, _, _ = write_run(tmp_path, tokens=32, degree=3)             # 2 + 3*5 + 2 = 19 qubits
     out = tmp_path / "out"
     argv = ["--run_dir", str(run), "--data_dir", str(data), "--output_dir", str(out), "--windows", "0:2",
             "--check", "--shots", "10", "--noise_2q", "1e-3"]
@@ -335,7 +369,7 @@ def test_cli_too_large_to_check_still_gives_resources(tmp_path, capsys):
 
 
 def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
-    data, run, _ = write_run(tmp_path)
+    data, run, _, _ = write_run(tmp_path)
     base = ["--data_dir", str(data), "--output_dir", str(tmp_path / "out")]
 
     (tmp_path / "empty").mkdir()

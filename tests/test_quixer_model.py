@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from quixer_rna.models import build_model
-from quixer_rna.models.quixer import QuixerModel
+from quixer_rna.models import build_model, config_dict, make_config
+from quixer_rna.models.quixer import QuixerConfig, QuixerModel
 
 SMALL = {"embedding_dim": 16, "qubits": 3, "ansatz_layers": 2, "qsvt_degree": 2}
 
@@ -27,14 +27,58 @@ def test_registered_builds_and_maps_tokens_to_logits():
     logits = model(_tokens(11, 7, 5))
     assert logits.shape == (7, 11) and torch.isfinite(logits).all()
     post = model.extra_metrics()["postselection"]
-    assert 0.0 < post <= 1.0 + 1e-6
+    assert isinstance(post, torch.Tensor) and post.shape == () and not post.requires_grad
+    assert 0.0 < float(post) <= 1.0 + 1e-6
     assert model.on_epoch_start(1) == {"active_layers": 2}
     with pytest.raises(ValueError):
         model(_tokens(11, 2, 4))
 
 
+def test_config_dataclass_is_the_flag_set():
+    config = make_config("quixer", {"qubits": 3, "postselection_weight": 0.2})
+    assert isinstance(config, QuixerConfig) and config.qubits == 3 and config.embedding_dim == 512
+    assert config_dict(config)["postselection_weight"] == 0.2
+    model = build_model("quixer", 5, 3, QuixerConfig(**SMALL, use_layerwise_training=True))
+    assert model.layerwise_epochs == 2 and model.active_layers == 1
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) n_heads; valid: .*qsvt_degree"):
+        make_config("quixer", {"n_heads": 2})
+    for bad in ({"layerwise_epochs": 0}, {"postselection_weight": -1.0}, {"qsvt_degree": 0}):
+        with pytest.raises(ValueError):
+            QuixerModel(5, 3, **{**SMALL, **bad})
+
+
+def test_postselection_regulariser_is_minus_weight_log_mean_success():
+    torch.manual_seed(7)
+    plain = QuixerModel(9, 4, **SMALL)
+    assert plain.auxiliary_loss() is None  # no forward yet
+    tokens = _tokens(9, 6, 4)
+    plain(tokens)
+    assert plain.auxiliary_loss() is None  # weight 0: the paper's loss
+    weighted = QuixerModel(9, 4, **SMALL, postselection_weight=0.3)
+    weighted.load_state_dict(plain.state_dict())
+    weighted.eval()
+    weighted(tokens)
+    post = weighted.extra_metrics()["postselection"]
+    term = weighted.auxiliary_loss()
+    assert term.item() == pytest.approx(-0.3 * math.log(post.item()), rel=1e-5)
+    term.backward()  # it reaches the circuit parameters, not the classical head
+    assert weighted.lcu_real.grad.abs().sum() > 0 and weighted.poly_coeffs.grad.abs().sum() > 0
+    assert all(p.grad is None for p in weighted.head.parameters())
+
+
+def test_memory_estimate_names_the_flags_and_grows_with_the_work():
+    small = QuixerModel(5, 4, **SMALL)
+    needed, drivers = small.memory_estimate(8)
+    assert needed > 0 and "--qubits 3" in drivers and "--qsvt_degree 2" in drivers and "4 tokens" in drivers
+    assert small.memory_estimate(16)[0] > needed
+    assert QuixerModel(5, 4, **{**SMALL, "qubits": 5}).memory_estimate(8)[0] > 3 * needed
+    # 40 qubits: far beyond any machine, estimated without building any state
+    huge = QuixerModel(5, 4, embedding_dim=8, qubits=40, ansatz_layers=1, qsvt_degree=2)
+    assert huge.memory_estimate(1)[0] > 2**40
+
+
 def test_postselection_is_nan_before_any_forward():
-    assert math.isnan(QuixerModel(5, 3, **SMALL).extra_metrics()["postselection"])
+    assert math.isnan(float(QuixerModel(5, 3, **SMALL).extra_metrics()["postselection"]))
 
 
 def test_unknown_init_strategy_lists_the_choices():
@@ -82,7 +126,8 @@ def test_official_and_uniform_strategies():
 
 def test_layerwise_growth_adds_identity_layers():
     torch.manual_seed(3)
-    model = QuixerModel(7, 4, layerwise_epochs=2, dropout=0.0, **{**SMALL, "ansatz_layers": 3})
+    model = QuixerModel(7, 4, use_layerwise_training=True, layerwise_epochs=2, dropout=0.0,
+                        **{**SMALL, "ansatz_layers": 3})
     per_layer = model.angles_per_layer
     assert model.on_epoch_start(1) == {"active_layers": 1}
     assert model.token_angles.weight[per_layer:].abs().sum() == 0
@@ -102,7 +147,10 @@ def test_layerwise_growth_adds_identity_layers():
         assert model.on_epoch_start(3) == {"active_layers": 2}
         assert torch.equal(model(tokens), before)
     assert model.on_epoch_start(99) == {"active_layers": 3}
-    assert QuixerModel(7, 4, **SMALL).on_epoch_start(1) == {"active_layers": 2}
+    # --layerwise_epochs alone does not switch layerwise training on: every layer is active from the start
+    for plain in (QuixerModel(7, 4, **SMALL), QuixerModel(7, 4, layerwise_epochs=2, **SMALL)):
+        assert plain.on_epoch_start(1) == {"active_layers": 2}
+        assert plain.token_angles.weight[plain.angles_per_layer:].abs().sum() > 0
 
 
 def test_same_seed_same_model_and_outputs():

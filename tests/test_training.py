@@ -60,7 +60,8 @@ class TinyModel(nn.Module):
         return {"postselection": torch.sigmoid(self.head.bias[0].detach())}
 
 
-def make_data(root: Path, seeds: tuple[int, int, int] = (1, 2, 3), sizes: tuple[int, int, int] = (96, 32, 40)) -> TokenData:
+def make_data(root: Path, seeds: tuple[int, int, int] = (1, 2, 3),
+              sizes: tuple[int, int, int] = (96, 32, 40)) -> TokenData:
     splits = {name: counting_windows(n, seed=seed) for name, n, seed in zip(("train", "val", "test"), sizes, seeds)}
     sources = {name: [f"{name}-tx{i // 4}" for i in range(len(w))] for name, w in splits.items()}
     return open_tokens(write_token_folder(root, splits, 7, sources=sources))
@@ -169,7 +170,8 @@ def test_kill_before_the_first_checkpoint_restarts_cleanly(tmp_path, data):
 def test_evaluations_every_n_steps_are_rows_and_checkpoints(tmp_path, data):
     # 6 steps per epoch, --eval_every 4: evaluations at steps 4, 6 (epoch end), 8, 12 (epoch end; not twice)
     seen: list[dict] = []
-    result = train_model("tiny_test", {"dim": 8}, data, config(epochs=2, eval_every=4), tmp_path, on_evaluation=seen.append)
+    result = train_model("tiny_test", {"dim": 8}, data, config(epochs=2, eval_every=4), tmp_path,
+                         on_evaluation=seen.append)
     rows = rows_of(tmp_path)
     assert [(r["epoch"], r["step"], r["epoch_end"]) for r in rows] == [(1, 4, False), (1, 6, True), (2, 8, False),
                                                                       (2, 12, True)]
@@ -229,7 +231,8 @@ def test_resume_with_other_sizes_is_refused(tmp_path, data):
 
 
 def test_unknown_model_setting_is_a_user_error(tmp_path, data):
-    with pytest.raises(UserError, match=r"--model tiny_test: .*unknown setting\(s\) width; valid: dim, dropout, nan_after"):
+    expected = r"--model tiny_test: .*unknown setting\(s\) width; valid: dim, dropout, nan_after"
+    with pytest.raises(UserError, match=expected):
         train_model("tiny_test", {"width": 8}, data, config(), tmp_path)
 
 
@@ -293,7 +296,8 @@ def test_token_outside_the_vocabulary_is_refused(tmp_path):
 
 
 def test_train_fraction_uses_whole_genes_nested(tmp_path):
-    splits = {"train": counting_windows(40, seed=1), "val": counting_windows(8, seed=2), "test": counting_windows(8, seed=3)}
+    splits = {"train": counting_windows(40, seed=1), "val": counting_windows(8, seed=2),
+              "test": counting_windows(8, seed=3)}
     genes = {"train": [f"g{i // 4}" for i in range(40)]}  # 10 genes of 4 windows
     data = open_tokens(write_token_folder(tmp_path / "data", splits, 7, genes=genes))
     half = train_model("tiny_test", {"dim": 8}, data, config(epochs=1, train_fraction=0.5), tmp_path / "half")

@@ -435,6 +435,8 @@ def window_position_counts(stream: KmerStream, size: int, chunk: int = 1 << 22) 
     """How often each k-mer id (of `size` ids) occurs over all window positions of `stream`: a stream position
     counts once per window holding it. This is the weight of every k-mer in the windows a model reads."""
     counts = np.zeros(size, dtype=np.float64)
+    if not len(stream.segments):
+        return counts
     ends = stream.segments[:, OFFSET] + stream.segments[:, LENGTH]
     step, width = stream.window_step, stream.window_size
     for begin in range(0, len(stream.kmers), chunk):

@@ -84,11 +84,11 @@ def parse_windows(spec: str) -> list[int]:
     return list(dict.fromkeys(indices))
 
 
-def build_parser(description: str | None = None) -> argparse.ArgumentParser:
-    parser = make_parser(description or __doc__)
+def build_parser(description: str | None = None, script: str | None = None) -> argparse.ArgumentParser:
+    parser = make_parser(description or __doc__, script)
     group = parser.add_argument_group("inputs and output")
     group.add_argument("--run_dir", required=True, help="output folder of train_quixer_hybrid.py (its checkpoints)")
-    group.add_argument("--data_dir", required=True, help="token folder the run was trained on (train.pt, test.pt)")
+    group.add_argument("--data_dir", required=True, help="token folder the run was trained on")
     group.add_argument("--output_dir", required=True, help="where resources.json, args.json and metrics.json go")
     group.add_argument("--windows", default="0:8", help="test windows to use: indices and ranges, e.g. 0:8 or 0,3,5:9")
     group = parser.add_argument_group("circuit")

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Cost of the data stages at a given data size: download (synthetic), prepare, encode, quantize and the
+n-gram each run as their own process (under an address-space limit, so one bad run cannot take the
+machine down), and a trainer probe. Prints, per stage, wall time, peak resident memory (the child's
+ru_maxrss) and disk bytes per window; for the trainer, seconds from launch to its first optimiser step, the
+median step time, and its peak resident memory.
+
+    python benchmarks/bench_scale.py --transcripts 2000 20000 184491 --work_dir /tmp/scale
+
+It prints figures; it asserts nothing. The 184,491 transcripts are the size of NCBI's GRCh38 RNA summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from quixer_rna.cli import add_common_args, make_parser, positive_int, run_cli  # noqa: E402
+
+GIB = 2**30
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__, __file__)
+    parser.add_argument("--transcripts", type=positive_int, nargs="+", default=[2000],
+                        help="data sizes to measure (synthetic transcripts)")
+    parser.add_argument("--work_dir", default="/tmp/quixer_rna_scale", help="scratch folder (emptied per size)")
+    parser.add_argument("--memory_limit_gib", type=positive_int, default=16,
+                        help="address-space limit of every stage process (ulimit -v)")
+    parser.add_argument("--trainer_steps", type=positive_int, default=30, help="optimiser steps the trainer probe times")
+    parser.add_argument("--batch_size", type=positive_int, default=64, help="windows per step of the trainer probe")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
+    add_common_args(parser, overwrite=False)
+    return parser
+
+
+def _limit(gib: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (gib * GIB, gib * GIB))
+    return apply
+
+
+def _stage(argv: list[str], limit_gib: int, log: Path) -> dict:
+    """Run one stage process; its wall time and peak RSS (ru_maxrss of that child alone)."""
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                                preexec_fn=_limit(limit_gib), env=dict(os.environ, OMP_NUM_THREADS="2"))
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench_scale: {' '.join(argv[:1])} failed; see {log}")
+    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def _disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def probe(tokens: str, steps: int, batch: int) -> None:
+    """In its own process: open the tokens and train an LSTM for `steps` steps; print launch-to-first-step,
+    step times and peak RSS as JSON (the launch time is this process's start)."""
+    started = time.perf_counter()
+    import torch
+
+    from quixer_rna.formats.tokens import open_tokens
+    from quixer_rna.models.classical import LSTMConfig
+    from quixer_rna.training import TrainConfig, Trainer, setup_distributed
+
+    torch.set_num_threads(1)
+    data = open_tokens(tokens)
+    config = TrainConfig(epochs=1, batch_size=batch, max_steps_per_epoch=steps + 1, device="cpu", checkpoint_every=0,
+                         val_windows=1000)
+    marks: list[float] = []
+
+    class Done(Exception):
+        pass
+
+    def step(global_step: int) -> None:
+        marks.append(time.perf_counter())
+        if global_step >= steps:
+            raise Done
+
+    trainer = Trainer("lstm", LSTMConfig(embedding_dim=32, num_layers=1), data, config,
+                      Path(tokens).parent / "probe_run", setup_distributed("cpu"), resume=False)
+    try:
+        trainer.run(step_callback=step)
+    except Done:
+        pass
+    gaps = sorted(b - a for a, b in zip(marks, marks[1:]))
+    print(json.dumps({"first_step_s": marks[0] - started, "median_step_ms": 1000 * gaps[len(gaps) // 2],
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "train_windows": data["train"].num_windows}))
+
+
+def measure(n: int, args: argparse.Namespace) -> dict:
+    work = Path(args.work_dir) / str(n)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    logs = work / "logs"
+    logs.mkdir()
+    fasta, prepare, encode, quantize, ngram = (work / name for name in ("rna.fasta", "prepare", "encode", "quantize",
+                                                                        "ngram"))
+    rows: dict[str, dict] = {}
+    steps = [
+        ("download", ["download_rna_sequences.py", "--source", "synthetic", "--max_sequences", str(n), "--output",
+                      str(fasta), "--seed", str(args.seed)], fasta),
+        ("prepare", ["prepare_autoregressive_data.py", "--fasta", str(fasta), "--output_dir", str(prepare)], prepare),
+        ("encode", ["lambeq_encoder.py", "--data_dir", str(prepare), "--output_dir", str(encode), "--device", "cpu"],
+         encode),
+        ("quantize", ["quantize_lambeq_embeddings.py", "--embeddings_dir", str(encode), "--output_dir", str(quantize)],
+         quantize),
+        ("ngram", ["train_classical_baselines.py", "--model", "ngram", "--data_dir", str(quantize), "--output_dir",
+                   str(ngram)], ngram),
+    ]
+    for name, argv, output in steps:
+        rows[name] = _stage(argv, args.memory_limit_gib, logs / f"{name}.log")
+        rows[name]["disk_bytes"] = _disk(output)
+        print(f"  {n}: {name} {rows[name]['seconds']:.1f} s, peak {rows[name]['peak_rss_mib']:.0f} MiB", flush=True)
+    windows = json.loads((prepare / "metadata.json").read_text())["windows"]
+    for row in rows.values():
+        row["bytes_per_window"] = row["disk_bytes"] / windows
+    proc = subprocess.run([sys.executable, __file__, "--probe", str(quantize), "--trainer_steps", str(args.trainer_steps),
+                           "--batch_size", str(args.batch_size)], cwd=ROOT, capture_output=True, text=True,
+                          preexec_fn=_limit(args.memory_limit_gib))
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_scale: the trainer probe failed: {proc.stderr[-1500:]}")
+    trainer = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"transcripts": n, "windows": windows, "stages": rows, "trainer": trainer}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.probe:
+        probe(args.probe, args.trainer_steps, args.batch_size)
+        return 0
+    print(f"bench_scale: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, limit {args.memory_limit_gib} GiB "
+          "per process")
+    results = [measure(n, args) for n in args.transcripts]
+    print(f"\n{'transcripts':>11} {'windows':>11} {'stage':<9} {'wall s':>8} {'peak MiB':>9} {'disk MB':>9} {'B/window':>9}")
+    for result in results:
+        for name, row in result["stages"].items():
+            print(f"{result['transcripts']:>11,} {result['windows']:>11,} {name:<9} {row['seconds']:>8.1f} "
+                  f"{row['peak_rss_mib']:>9.0f} {row['disk_bytes'] / 1e6:>9.1f} {row['bytes_per_window']:>9.2f}")
+        data_stages = sum(result["stages"][s]["seconds"] for s in ("prepare", "encode", "quantize", "ngram"))
+        print(f"{'':>11} {'':>11} {'4 stages':<9} {data_stages:>8.1f}  (prepare + encode + quantize + n-gram)")
+        t = result["trainer"]
+        print(f"{'':>11} {'':>11} {'trainer':<9} first step {t['first_step_s']:.1f} s after launch, median step "
+              f"{t['median_step_ms']:.1f} ms, peak {t['peak_rss_mib']:.0f} MiB")
+    print(json.dumps(results))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
