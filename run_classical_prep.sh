@@ -24,10 +24,10 @@ fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python3}"
 
-step() {  # step FOLDER COMMAND...: skip a step whose run record says completed
+step() {  # step FOLDER COMMAND...: skip a step that completed with the same arguments
     local folder="$1"
     shift
-    if "$python" -m quixer_rna.pipeline completed "$folder"; then
+    if PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" -m quixer_rna.pipeline completed "$folder" "${@:2}"; then
         echo "$(basename "$0"): $folder already completed; skipped"
     else
         "$@"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Launch lambeq_encoder.py on a GPU (or CPU) box with the seeds' positional arguments:
 #   bash run_lambeq_gpu.sh DATA_DIR OUTPUT_DIR EMBEDDING_DIM WORKERS DEVICE [extra lambeq_encoder.py flags]
-# DEVICE is cpu, cuda or cuda:N (cuda:N pins the job to GPU N with CUDA_VISIBLE_DEVICES). Each worker gets
-# cores/WORKERS threads (OMP_NUM_THREADS, MKL_NUM_THREADS). The log goes to OUTPUT_DIR/encode.log as well.
+# DEVICE is cpu, cuda or cuda:N (cuda:N pins the job to GPU N, nvidia-smi's numbering, with
+# CUDA_VISIBLE_DEVICES; under a scheduler that set CUDA_VISIBLE_DEVICES, N counts within the GPUs it gave).
+# Each worker gets OMP_NUM_THREADS threads when set, else cores/WORKERS (also MKL_NUM_THREADS). The log goes
+# to OUTPUT_DIR/encode.log as well.
 # Set PYTHON to choose the interpreter (default python3), e.g. PYTHON=/tmp/venv/bin/python.
 set -euo pipefail
 
@@ -38,6 +40,12 @@ case "$DEVICE" in
     cuda:*)
         INDEX=${DEVICE#cuda:}
         [[ "$INDEX" =~ ^[0-9]+$ ]] || usage "DEVICE '$DEVICE': expected cuda:N with N a GPU index"
+        export CUDA_DEVICE_ORDER=${CUDA_DEVICE_ORDER:-PCI_BUS_ID}
+        if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
+            IFS=, read -r -a GIVEN <<< "$CUDA_VISIBLE_DEVICES"
+            [ "$INDEX" -lt "${#GIVEN[@]}" ] || usage "DEVICE $DEVICE: CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES gives this job ${#GIVEN[@]} GPU(s)"
+            INDEX=${GIVEN[$INDEX]}
+        fi
         export CUDA_VISIBLE_DEVICES=$INDEX
         DEVICE_FLAG=cuda
         ;;
@@ -55,7 +63,7 @@ if [ "$DEVICE_FLAG" = cuda ]; then
 fi
 
 CORES=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-THREADS=$(( CORES / WORKERS ))
+THREADS=${OMP_NUM_THREADS:-$(( CORES / WORKERS ))}
 [ "$THREADS" -ge 1 ] || THREADS=1
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 

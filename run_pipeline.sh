@@ -25,7 +25,8 @@ N_CLUSTERS=512                   # k-means clusters = token vocabulary of the cl
 EPOCHS=5                         # epochs of every neural model (early stopping on val loss)
 BATCH_SIZE=64
 MAX_STEPS_PER_EPOCH=400          # cap on optimiser steps per epoch (a fresh random subset each epoch)
-EVAL_EVERY=100                   # a point of every training curve (and a chance for the best checkpoint)
+EVAL_EVERY=200                   # a point of every training curve (and a chance for the best checkpoint)
+VAL_WINDOWS=10000                # validation on a fixed seeded sample of this many windows
 CHECKPOINT_EVERY=100             # trainer steps between checkpoints, besides every evaluation
 QUIXER_EMBEDDING_DIM=128         # the paper uses 512; 128 keeps the default run inside its time budget
 QUIXER_QUBITS=6                  # n, L and d as in the Quixer paper
@@ -34,7 +35,7 @@ QUIXER_QSVT_DEGREE=3
 BASELINE_EMBEDDING_DIM=96        # LSTM, Transformer and FNet width (the Quixer paper's baselines)
 NGRAM_ORDER=3
 MARKOV_MAX_ORDER=10              # the nucleotide Markov reference tries orders 0..this on val
-TUNE_EPOCHS=2                    # with --tune N: epochs per trial (every model the same)
+TUNE_EPOCHS=2                    # with --tune N: epochs per trial (every model the same), each model's default space
 CIRCUIT_WINDOWS=0:256            # test windows quixer_circuit.py measures the cost and the shot curve on
 BOOTSTRAP=1000                   # transcript resamples per 95% interval in the report
 
@@ -44,6 +45,7 @@ QUICK_N_CLUSTERS=32
 QUICK_EPOCHS=2
 QUICK_MAX_STEPS_PER_EPOCH=10
 QUICK_EVAL_EVERY=5
+QUICK_VAL_WINDOWS=2000
 QUICK_CHECKPOINT_EVERY=5
 QUICK_QUIXER_EMBEDDING_DIM=16
 QUICK_QUIXER_QUBITS=3
@@ -52,6 +54,9 @@ QUICK_QUIXER_QSVT_DEGREE=2
 QUICK_BASELINE_EMBEDDING_DIM=16
 QUICK_MARKOV_MAX_ORDER=4
 QUICK_TUNE_EPOCHS=1
+# --quick --tune N searches small models only
+QUICK_TUNE_SPACE_QUIXER='{"qubits": 3, "ansatz_layers": 1, "qsvt_degree": 2, "embedding_dim": 16}'
+QUICK_TUNE_SPACE_CLASSICAL='{"embedding_dim": 16, "num_layers": 1}'
 QUICK_CIRCUIT_WINDOWS=0:8
 QUICK_BOOTSTRAP=200
 
@@ -101,7 +106,7 @@ settings() {  # key=value pairs; values that parse as JSON (numbers, true/false)
         "seed=$SEED" "seeds=$seeds" "tune=$tune" "train_fractions=$fractions" "tracks=$tracks" \
         "synthetic_transcripts=$SYNTHETIC_TRANSCRIPTS" "k=$K" "window_size=$WINDOW_SIZE" "min_length=$MIN_LENGTH" \
         "encode_embedding_dim=$ENCODE_EMBEDDING_DIM" "n_clusters=$N_CLUSTERS" "epochs=$EPOCHS" "batch_size=$BATCH_SIZE" \
-        "max_steps_per_epoch=$MAX_STEPS_PER_EPOCH" "eval_every=$EVAL_EVERY" "quixer_embedding_dim=$QUIXER_EMBEDDING_DIM" \
+        "max_steps_per_epoch=$MAX_STEPS_PER_EPOCH" "eval_every=$EVAL_EVERY" "val_windows=$VAL_WINDOWS" "quixer_embedding_dim=$QUIXER_EMBEDDING_DIM" \
         "quixer_qubits=$QUIXER_QUBITS" "quixer_ansatz_layers=$QUIXER_ANSATZ_LAYERS" "quixer_qsvt_degree=$QUIXER_QSVT_DEGREE" \
         "baseline_embedding_dim=$BASELINE_EMBEDDING_DIM" "ngram_order=$NGRAM_ORDER" "markov_max_order=$MARKOV_MAX_ORDER" \
         "tune_epochs=$TUNE_EPOCHS" "bootstrap=$BOOTSTRAP"
@@ -111,16 +116,22 @@ settings() {  # key=value pairs; values that parse as JSON (numbers, true/false)
 train_track() {
     local track="$1" tokens="$2" seed fraction model tag folder
     local common=(--data_dir "$tokens" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE" --max_steps_per_epoch "$MAX_STEPS_PER_EPOCH"
-        --eval_every "$EVAL_EVERY" --checkpoint_every "$CHECKPOINT_EVERY" --device "$device")
+        --eval_every "$EVAL_EVERY" --val_windows "$VAL_WINDOWS" --checkpoint_every "$CHECKPOINT_EVERY" --device "$device")
     local quixer=(--embedding_dim "$QUIXER_EMBEDDING_DIM" --qubits "$QUIXER_QUBITS" --ansatz_layers "$QUIXER_ANSATZ_LAYERS"
         --qsvt_degree "$QUIXER_QSVT_DEGREE" --init_strategy small_gaussian)
     for model in quixer lstm transformer fnet; do
         if [[ $tune -gt 0 ]]; then
             local tune_dir="$out/tune/$track/$model" tune_args=()
             [[ $model == quixer ]] && tune_args=(--init_strategy small_gaussian)
+            if [[ $quick -eq 1 && $model == quixer ]]; then
+                tune_args+=(--search_space "$QUICK_TUNE_SPACE_QUIXER")
+            elif [[ $quick -eq 1 ]]; then
+                tune_args+=(--search_space "$QUICK_TUNE_SPACE_CLASSICAL")
+            fi
             run_stage "tune:$track:$model" "$tune_dir" "$python" "$here/tune_quixer_hybrid.py" --data_dir "$tokens" \
                 --model "$model" --output_dir "$tune_dir" --n_trials "$tune" --epochs_per_trial "$TUNE_EPOCHS" \
                 --max_steps_per_epoch "$MAX_STEPS_PER_EPOCH" --batch_size "$BATCH_SIZE" --eval_every "$EVAL_EVERY" \
+                --val_windows "$VAL_WINDOWS" \
                 --seed "$SEED" --device "$device" "${tune_args[@]}"
         fi
     done
@@ -230,6 +241,7 @@ main() {
     if [[ $quick -eq 1 ]]; then
         SYNTHETIC_TRANSCRIPTS=$QUICK_SYNTHETIC_TRANSCRIPTS N_CLUSTERS=$QUICK_N_CLUSTERS EPOCHS=$QUICK_EPOCHS
         MAX_STEPS_PER_EPOCH=$QUICK_MAX_STEPS_PER_EPOCH EVAL_EVERY=$QUICK_EVAL_EVERY CHECKPOINT_EVERY=$QUICK_CHECKPOINT_EVERY
+        VAL_WINDOWS=$QUICK_VAL_WINDOWS
         QUIXER_EMBEDDING_DIM=$QUICK_QUIXER_EMBEDDING_DIM QUIXER_QUBITS=$QUICK_QUIXER_QUBITS
         QUIXER_ANSATZ_LAYERS=$QUICK_QUIXER_ANSATZ_LAYERS QUIXER_QSVT_DEGREE=$QUICK_QUIXER_QSVT_DEGREE
         BASELINE_EMBEDDING_DIM=$QUICK_BASELINE_EMBEDDING_DIM MARKOV_MAX_ORDER=$QUICK_MARKOV_MAX_ORDER

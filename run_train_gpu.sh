@@ -6,8 +6,13 @@
 # or lstm, transformer, fnet, ngram (train_classical_baselines.py --model MODEL). Flags after OUTPUT_DIR go
 # to the trainer (--data_dir is required there). One job per GPU on a 4-GPU box:
 #   for g in 0 1 2 3; do bash run_train_gpu.sh $g quixer runs/q$g --data_dir tokens --seed $g & done; wait
-# Each process gets cores/processes CPU threads; the log goes to OUTPUT_DIR/train.log as well. Rerunning
-# the same command resumes from OUTPUT_DIR/checkpoint_last.pt. Set PYTHON to choose the interpreter.
+# GPU indices are nvidia-smi's (CUDA_DEVICE_ORDER=PCI_BUS_ID) and, under a scheduler that already set
+# CUDA_VISIBLE_DEVICES, count within the GPUs it gave the job (DEVICES 0 is its first GPU, never another).
+# Each process gets OMP_NUM_THREADS CPU threads when set, else cores/processes: for several jobs side by
+# side give each its share, e.g. OMP_NUM_THREADS=$(( $(nproc) / 4 )) for four. The log goes to
+# OUTPUT_DIR/train.log as well. Rerunning the same command resumes from OUTPUT_DIR/checkpoint_last.pt.
+# Under torchrun --batch_size is the global batch, split across the GPUs (1024 per GPU fills one; give
+# 4096 on four). Set PYTHON to choose the interpreter.
 set -euo pipefail
 
 usage() {
@@ -36,6 +41,16 @@ if [ "$DEVICES" = cpu ]; then
     DEVICE_FLAG=cpu
     NPROC=1
 elif [[ "$DEVICES" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+    export CUDA_DEVICE_ORDER=${CUDA_DEVICE_ORDER:-PCI_BUS_ID}
+    if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
+        IFS=, read -r -a GIVEN <<< "$CUDA_VISIBLE_DEVICES"
+        PICKED=()
+        for index in ${DEVICES//,/ }; do
+            [ "$index" -lt "${#GIVEN[@]}" ] || usage "DEVICES $DEVICES: GPU $index, but CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES gives this job ${#GIVEN[@]}"
+            PICKED+=("${GIVEN[$index]}")
+        done
+        DEVICES=$(IFS=,; echo "${PICKED[*]}")
+    fi
     export CUDA_VISIBLE_DEVICES=$DEVICES
     DEVICE_FLAG=cuda
     NPROC=$(( $(tr -cd , <<< "$DEVICES" | wc -c) + 1 ))
@@ -50,7 +65,7 @@ fi
 [ "$MODEL" != ngram ] || [ "$NPROC" -eq 1 ] || usage "ngram counts on one process; give it one device"
 
 CORES=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-THREADS=$(( CORES / NPROC ))
+THREADS=${OMP_NUM_THREADS:-$(( CORES / NPROC ))}
 [ "$THREADS" -ge 1 ] || THREADS=1
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "twice this long belongs to a dead process and is failed and retried")
     group = parser.add_argument_group("every trial (passed to the trainer)")
     group.add_argument("--task", choices=TASKS, default="autoregressive", help="the trainer's --task")
-    group.add_argument("--batch_size", type=positive_int, default=defaults.batch_size, help="windows per optimiser step")
+    group.add_argument("--batch_size", type=positive_int, default=defaults.batch_size, help="windows per optimiser step; default the trainer's (32 on CPU, 1024 on CUDA)")
     group.add_argument("--max_steps_per_epoch", type=nonnegative_int, default=defaults.max_steps_per_epoch,
                        help="cap on optimiser steps per epoch, to make trials cheap; 0 = all windows")
     group.add_argument("--eval_every", type=nonnegative_int, default=defaults.eval_every,

@@ -277,6 +277,7 @@ def run_cli(
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2, its one line already printed)
+        _COMMAND.clear()
         return int(exc.code or 0)
     level = getattr(args, "log_level", "info")
     setup_logging(level)
@@ -292,4 +293,6 @@ def run_cli(
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume where supported", file=sys.stderr)
         return 130
+    finally:
+        _COMMAND.clear()
     return int(code or 0)

@@ -119,6 +119,8 @@ def count_ngrams(windows: TokenWindows, order: int, counting: str = "targets",
     merged as they pile up, so memory stays bounded by the distinct n-grams."""
     if counting not in COUNTING_MODES:
         raise ValueError(f"counting must be one of {COUNTING_MODES}, got {counting!r}")
+    if order > windows.window_size:
+        raise ValueError(f"order {order} is longer than the windows ({windows.window_size} tokens)")
     vocab = windows.vocab_size
     keys: list[np.ndarray] = []
     counts: list[np.ndarray] = []

@@ -250,20 +250,33 @@ def open_storage(spec: str | None, output_dir: Path, heartbeat: int) -> StorageC
         # Processes sharing one SQLite file wait for each other's writes instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 120}}
     shown = _hide_password(spec)
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(
-                    spec, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-                )
-            break
-        except Exception as exc:  # a missing driver, a bad URL, a refused connection: all the user's to fix
-            if attempt == 2 or "IntegrityError" not in type(exc).__name__ + str(exc):
-                raise UserError(f"--storage {shown}: cannot open it ({_one_line(exc)[:300]})") from exc
-            time.sleep(0.5)  # two workers created the same new database at once: the other one's schema is there now
+
+    def connect() -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                spec, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+
+    try:
+        storage = _retrying(connect)
+    except Exception as exc:  # a missing driver, a bad URL, a refused connection: all the user's to fix
+        raise UserError(f"--storage {shown}: cannot open it ({_one_line(exc)[:300]})") from exc
     return StorageChoice(storage, shown, True)
+
+
+def _retrying(make: Callable[[], Any], attempts: int = 5) -> Any:
+    """`make()`, again after a pause when it hit a database integrity error: two workers creating the same new
+    database or study at once collide once, and the second finds the first one's rows on its next try."""
+    for attempt in range(attempts):
+        try:
+            return make()
+        except Exception as exc:  # SQLAlchemy's IntegrityError, wrapped differently by each driver
+            if attempt == attempts - 1 or "IntegrityError" not in type(exc).__name__ + str(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _free_accelerator_memory() -> None:
@@ -292,7 +305,7 @@ class Tuner:
     def trial_flags(self, params: dict[str, Any]) -> dict[str, Any]:
         """Every setting of a trial, named as the trainer script's flags (what best_params.json holds)."""
         args = self.args
-        flags: dict[str, Any] = {"batch_size": args.batch_size}
+        flags: dict[str, Any] = {} if args.batch_size is None else {"batch_size": args.batch_size}
         if args.model == "quixer":
             flags.update({name: getattr(args, name) for name in QUIXER_FLAGS if getattr(args, name) is not None})
         else:
@@ -372,8 +385,8 @@ def _open_study(args: argparse.Namespace, choice: StorageChoice, output_dir: Pat
             optuna.delete_study(study_name=args.study_name, storage=choice.storage)
             LOG.info("--overwrite: deleted study %s from %s", args.study_name, choice.shown)
         shutil.rmtree(output_dir / TRIALS_DIR, ignore_errors=True)
-    study = optuna.create_study(storage=choice.storage, study_name=args.study_name, direction="minimize",
-                                pruner=pruner, load_if_exists=True)
+    study = _retrying(lambda: optuna.create_study(storage=choice.storage, study_name=args.study_name,
+                                                  direction="minimize", pruner=pruner, load_if_exists=True))
     settings = json.loads(json.dumps(_study_settings(args)))
     stored = study.user_attrs.get("settings")
     if stored is None:

@@ -463,9 +463,6 @@ def test_quantize_write_pt_holds_the_mapped_stream_windows(small_stream, tmp_pat
         (out / "metadata.json").read_text())["windows"]["train"]
 
 
-@pytest.mark.xfail(reason="window_position_counts indexes first_window[-1] of a view with no stretches over a "
-                          "non-empty stream (IndexError); quixer_rna/formats/kmer_stream.py window_position_counts "
-                          "should return the zero counts when the view has no segments")
 def test_window_position_counts_of_a_view_without_stretches(small_stream):
     train = open_stream(small_stream, "train")
     empty = train.subset(np.array([], dtype=np.int64))

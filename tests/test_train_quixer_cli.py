@@ -97,14 +97,6 @@ def test_cli_end_to_end_with_tiny_quixer(tmp_path, capsys):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
-COMPLETED_NOT_CHECKED = (
-    "library bug: quixer_rna/training/cli.py run_training_stage (the `if done:` branch, line 66) reports a "
-    "completed run without comparing its settings, so rerunning with other sizes prints the old run's result "
-    "as if it were theirs; fix: build Trainer(..., resume=True) there (its _resume refuses a mismatch naming "
-    "--overwrite) before returning read_result(output_dir).raw")
-
-
-@pytest.mark.xfail(reason=COMPLETED_NOT_CHECKED, raises=AssertionError, strict=True)
 def test_completed_run_with_other_sizes_is_refused(tmp_path, capsys):
     data, out = write_data(tmp_path / "data"), tmp_path / "run"
     assert script.main(argv(data, out, "--epochs", "1", "--log_level", "warning")) == 0
@@ -229,9 +221,6 @@ def test_token_outside_the_vocabulary_is_one_stderr_line(tmp_path, capsys):
     assert "a k-mer of split test has no token" in one_error_line(capsys)
 
 
-@pytest.mark.xfail(reason="library bug: quixer_rna/training/loop.py Trainer.__init__ (line 169) accepts windows "
-                          "of one token (no context): a RuntimeError traceback instead of one stderr line",
-                   raises=RuntimeError, strict=True)
 def test_windows_of_one_token_are_one_stderr_line(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     splits = {name: windows(8, 5, 1, g) for name in ("train", "val", "test")}

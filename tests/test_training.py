@@ -274,12 +274,6 @@ def test_empty_split_is_refused(tmp_path, sizes, message):
         train_model("tiny_test", {"dim": 8}, data, config(), tmp_path / "run")
 
 
-WINDOW_OF_ONE = ("library bug: quixer_rna/training/loop.py Trainer.__init__ (line 169) takes window_size - 1 = 0 "
-                 "context tokens without a check, so windows of one token end in a RuntimeError traceback inside "
-                 "the model instead of a UserError naming the window size")
-
-
-@pytest.mark.xfail(reason=WINDOW_OF_ONE, raises=RuntimeError, strict=True)
 def test_windows_of_one_token_are_refused(tmp_path):
     splits = {name: counting_windows(16, length=1) for name in ("train", "val", "test")}
     data = open_tokens(write_token_folder(tmp_path / "data", splits, 7))

@@ -169,7 +169,7 @@ def test_failed_pruned_and_killed_trials(data_dir, tmp_path, monkeypatch):
     study = optuna.load_study(study_name="tune_quixer", storage=storage)
     orphan = study.ask()
     storage.record_heartbeat(orphan._trial_id)
-    time.sleep(2.5)  # older than twice --heartbeat: its process is gone
+    time.sleep(3.5)  # older than twice --heartbeat (SQLite keeps whole seconds): its process is gone
     assert script.main([*base, "--n_trials", "8"]) == 0
 
     trials = stored_trials(out)

@@ -116,6 +116,8 @@ class TokenWindows:
 
     def tail(self, index: torch.Tensor, width: int) -> torch.Tensor:
         """The last `width` tokens of windows `index`, int64 [len(index), width] (the n-gram's view)."""
+        if not 1 <= width <= self.stream.window_size:
+            raise ValueError(f"a window holds {self.stream.window_size} tokens, not {width}")
         stretch, within = self._locate(index.to(self.device))
         if self.window_tokens is not None:
             rows = (self.row_base[stretch] + within).cpu()

@@ -63,17 +63,18 @@ def run_training_stage(args: argparse.Namespace, stage: str, model_name: str, mo
             if error is not None:
                 raise UserError(error)
             done = dist.broadcast_object(run is not None and run.completed_earlier)
+            resume = (output_dir / ckpt.LAST).is_file() and not args.overwrite
+            # Built before a finished run is reported too: resuming refuses a run made with other settings.
+            trainer = Trainer(model_name, model_config, data, config, output_dir, dist, resume=resume)
             if done:
                 LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
-                return read_result(output_dir).raw
-            resume = (output_dir / ckpt.LAST).is_file() and not args.overwrite
-            trainer = Trainer(model_name, model_config, data, config, output_dir, dist, resume=resume)
+                return read_result(output_dir).raw if dist.is_main_process else {}
             metrics = trainer.run()
             if run is not None:
                 written = write_result(output_dir, metrics)
                 run.close("completed")
                 return written
-            return metrics
+            return {}  # ranks other than 0 print no summary
     finally:
         dist.close()
 

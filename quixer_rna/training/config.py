@@ -11,12 +11,17 @@ from typing import Any
 from ..cli import every, nonnegative_float, nonnegative_int, positive_float, positive_int, share
 from ..progress import Every
 
+CPU_BATCH = 32
+CUDA_BATCH = 1024
+
 
 @dataclass
 class TrainConfig:
     epochs: int = field(default=50, metadata={"type": positive_int, "help": "maximum number of epochs"})
-    batch_size: int = field(default=32, metadata={"type": positive_int,
-                                                  "help": "windows per optimiser step (the global batch under torchrun)"})
+    batch_size: int | None = field(default=None, metadata={
+        "type": positive_int,
+        "help": "windows per optimiser step, the global batch under torchrun; default 32 on CPU, 1024 on CUDA (a batch "
+                "that fills a GPU: smaller ones leave it waiting on kernel launches)"})
     eval_batch_size: int = field(default=256, metadata={"type": positive_int,
                                                         "help": "windows per forward pass when evaluating"})
     lr: float = field(default=2e-3, metadata={"type": positive_float, "help": "peak learning rate of Adam"})
@@ -56,6 +61,12 @@ class TrainConfig:
         "type": every,
         "help": "without a terminal (a log file), log a progress line every N steps or every Ns / Nm of wall "
                 "time: step, loss, windows/s, ETA"})
+
+    def resolved(self, device_type: str) -> "TrainConfig":
+        """This config with the device-dependent defaults filled in."""
+        if self.batch_size is not None:
+            return self
+        return dataclasses.replace(self, batch_size=CUDA_BATCH if device_type == "cuda" else CPU_BATCH)
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that change the result: a resume must not mix two of them."""

@@ -148,7 +148,8 @@ class Trainer:
         dist: DistContext,
         resume: bool = True,
     ):
-        self.config, self.dist, self.device = config, dist, dist.device
+        self.config, self.dist, self.device = config.resolved(dist.device.type), dist, dist.device
+        config = self.config
         self.output_dir = Path(output_dir)
         self.model_name = model_name
         self.data = data
@@ -165,6 +166,9 @@ class Trainer:
         for split, windows in (("train", train), ("val", data["val"]), ("test", data["test"])):
             if windows.num_windows == 0:
                 raise UserError(f"--data_dir {data.folder}: the {split} split has no windows")
+        if train.window_size < 2:
+            raise UserError(f"--data_dir {data.folder}: windows of {train.window_size} token(s); at least 2 are needed "
+                            "(context plus target)")
         self.vocab_size = data.vocab_size
         self.context_length = train.window_size - 1
         try:
@@ -273,6 +277,7 @@ class Trainer:
         else:  # rank 0 now carries the summed counts
             state.train_sums = torch.zeros_like(state.train_sums)
             state.extra_sums = {k: torch.zeros_like(v) for k, v in state.extra_sums.items()}
+        self.dist.barrier()  # no rank reads a checkpoint (the best weights, at the end) before rank 0 wrote it
 
     def _check_finite(self, epoch: int, step: int) -> None:
         """Raise (before any checkpoint is written) when a loss or gradient since the last check was NaN."""
