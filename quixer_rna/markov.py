@@ -176,10 +176,7 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
         if run.completed_earlier:
             return read_result(output_dir).raw
         started = time.perf_counter()
-        train, train_info = data["train"], {"fraction": 1.0, "windows": data["train"].num_windows}
-        if args.train_fraction < 1:
-            train, train_info = train.gene_fraction(args.train_fraction, args.seed)
-        train_info["kmers"] = train.stream.num_kmers
+        train, train_info = data.training_windows(args.train_fraction, args.seed)
         history = (data.stream.window_size - 1) * stride + k - min(stride, k)  # nucleotides before a target's new ones
         counts = MarkovCounts.from_stream(train, k, stride, min(args.max_markov_order, history))
         val = data["val"]
@@ -201,8 +198,7 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
         result = {
             "model": "markov",
             "seed": args.seed,
-            "tokens": {"folder": str(data.folder), "tokenizer": data.tokenizer, "vocab_size": data.vocab_size,
-                       "k": k, "fingerprint": data.fingerprint},
+            "tokens": data.summary(),
             "test": summary,
             "val": {"loss": tried[str(order)]["val_cross_entropy"], "windows_used": len(val_ids),
                     "windows_total": val.num_windows},

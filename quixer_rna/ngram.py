@@ -417,10 +417,7 @@ def run_ngram_stage(args: argparse.Namespace) -> dict:
             LOG.info("%s already holds a completed run; reporting it (pass --overwrite to count again)", output_dir)
             return read_result(output_dir).raw
         started = time.perf_counter()
-        train, train_info = data["train"], {"fraction": 1.0, "windows": data["train"].num_windows}
-        if args.train_fraction < 1:
-            train, train_info = train.gene_fraction(args.train_fraction, args.seed)
-        train_info["kmers"] = train.stream.num_kmers
+        train, train_info = data.training_windows(args.train_fraction, args.seed)
         model, counting = KneserNeyModel.fit(train, args.order, args.ngram_counting)
         val = data["val"]
         val_tails = window_tails(val, val_sample(val.num_windows, args.val_windows, args.seed), args.order)
@@ -436,8 +433,7 @@ def run_ngram_stage(args: argparse.Namespace) -> dict:
         result = {
             "model": "ngram",
             "seed": args.seed,
-            "tokens": {"folder": str(data.folder), "tokenizer": data.tokenizer, "vocab_size": vocab, "k": data.k,
-                       "fingerprint": data.fingerprint},
+            "tokens": data.summary(),
             "test": test,
             "val": {"loss": val_loss, "perplexity": float(np.exp(val_loss)), "windows_used": len(val_tails),
                     "windows_total": val.num_windows},

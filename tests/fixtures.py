@@ -1,4 +1,5 @@
-"""Small data made for tests: token folders whose windows are given tensors, and Quixer run folders.
+"""Small data made for tests: token folders whose windows are given tensors, Quixer run folders, and a
+recorder of the devices ops create tensors on.
 
 A token folder here is a real one (quixer_rna.formats): a k-mer stream in which every window is its own
 transcript of exactly window-length k-mers (so window i of a split is row i of the given tensor), and a
@@ -12,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from quixer_rna import checkpoint as ckpt
 from quixer_rna.formats.kmer_stream import FORMAT as STREAM_FORMAT, VERSION as STREAM_VERSION, StreamWriter, \
@@ -83,3 +86,18 @@ def save_quixer_run(run_dir: str | Path, model: torch.nn.Module, model_config: d
     path = Path(run_dir) / ckpt.BEST
     ckpt.save_checkpoint(path, {"identity": identity, "model": model.state_dict()})
     return path
+
+
+class DeviceRecorder(TorchDispatchMode):
+    """Records the device of every tensor every aten op returns (to show a meta-device run makes none elsewhere)."""
+
+    def __init__(self):
+        super().__init__()
+        self.devices: dict[str, set[str]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for item in tree_flatten(out)[0]:
+            if isinstance(item, torch.Tensor):
+                self.devices.setdefault(item.device.type, set()).add(str(func))
+        return out

@@ -23,10 +23,8 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
-from fixtures import counting_windows, write_token_folder
+from fixtures import DeviceRecorder, counting_windows, write_token_folder
 from quixer_rna import checkpoint as ckpt
 from quixer_rna.formats.predictions import load_predictions
 from quixer_rna.metrics import window_scores
@@ -243,21 +241,6 @@ def test_a_rank_tests_with_the_best_weights_rank_0_wrote(runs):
 
 # ---- (d) the meta device -------------------------------------------------------------------------------------
 
-class _DeviceRecorder(TorchDispatchMode):
-    """Records the device of every tensor every aten op returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.devices: dict[str, set[str]] = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for item in tree_flatten(out)[0]:
-            if isinstance(item, torch.Tensor):
-                self.devices.setdefault(item.device.type, set()).add(str(func))
-        return out
-
-
 @pytest.mark.parametrize("layerwise", [False, True])
 def test_quixer_step_on_meta_creates_nothing_on_another_device(layerwise):
     """A training step's model work (forward, the loop's scores and sums, the model hooks, backward, gradient
@@ -267,7 +250,7 @@ def test_quixer_step_on_meta_creates_nothing_on_another_device(layerwise):
     torch.manual_seed(0)
     model = build_model("quixer", 7, 5, config).to("meta").train()
     model.on_epoch_start(1)
-    with _DeviceRecorder() as recorder:
+    with DeviceRecorder() as recorder:
         tokens = torch.randint(0, 7, (6, 6), device="meta")
         scores = window_scores(model(tokens[:, :-1]), tokens[:, -1])
         loss = scores["nll"].sum() / 6 + model.auxiliary_loss()

@@ -4,17 +4,28 @@ readout layer. These tests are the proof that the simulator computes Quixer's ci
 
 from __future__ import annotations
 
+import ctypes
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from fixtures import DeviceRecorder
+from quixer_rna import quixer_sim
 from quixer_rna.quixer_sim import (
     apply_circuit,
+    chunk_windows,
     circuit14_gates,
+    clear_simulator_cache,
     lcu_powers,
     pauli_expectations,
     polynomial_state,
     run_circuit,
+    simulation_bytes_per_window,
+    simulation_total_bytes,
+    simulator_cache_info,
     zero_planes,
 )
 
@@ -178,22 +189,6 @@ def test_powers_of_unitaries_keep_the_norm_bounded():
 # ----------------------------------------------------------------------------------------------------
 # Memory budgets, chunking, the static-buffer (CUDA-graph-ready) loops, device hygiene.
 
-import ctypes  # noqa: E402
-import warnings  # noqa: E402
-
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils._pytree import tree_flatten  # noqa: E402
-
-from quixer_rna import quixer_sim  # noqa: E402
-from quixer_rna.quixer_sim import (  # noqa: E402
-    chunk_windows,
-    clear_simulator_cache,
-    simulation_bytes_per_window,
-    simulation_total_bytes,
-    simulator_cache_info,
-)
-
-
 @pytest.fixture(autouse=True)
 def fresh_simulator_cache():
     """Every test starts and ends without cached workspaces (so graph-state counts are its own)."""
@@ -350,27 +345,12 @@ def test_failed_capture_falls_back_to_eager(monkeypatch):
     assert info["forward"] == info["adjoint"] == "failed"
 
 
-class _DeviceRecorder(TorchDispatchMode):
-    """Records the device of every tensor every aten op returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.devices: dict[str, set[str]] = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for item in tree_flatten(out)[0]:
-            if isinstance(item, torch.Tensor):
-                self.devices.setdefault(item.device.type, set()).add(str(func))
-        return out
-
-
 @pytest.mark.parametrize("chunk", [None, 2])
 def test_simulator_on_meta_creates_nothing_on_another_device(chunk):
     """The whole simulator, forward and backward, with every input on `meta`: any tensor made on the CPU (a
     torch.tensor(python value), a default-device factory) would be a host round trip on CUDA."""
     n, gates, readout_gates = 3, circuit14_gates(3, 2), circuit14_gates(3, 1)
-    with _DeviceRecorder() as recorder:
+    with DeviceRecorder() as recorder:
         angles = torch.randn(5, 4, len(gates), device="meta").permute(2, 0, 1).requires_grad_()
         b_re, b_im = (torch.rand(4, device="meta", requires_grad=True) for _ in range(2))
         coeffs = torch.rand(4, device="meta", requires_grad=True)

@@ -209,6 +209,20 @@ class TokenData:
     def __getitem__(self, split: str) -> TokenWindows:
         return self.splits[split]
 
+    def summary(self) -> dict[str, Any]:
+        """What a model's result records of the tokens it used (quixer_rna.formats.results)."""
+        return {"folder": str(self.folder), "tokenizer": self.tokenizer, "vocab_size": self.vocab_size, "k": self.k,
+                "fingerprint": self.fingerprint}
+
+    def training_windows(self, fraction: float, seed: int) -> tuple[TokenWindows, dict[str, Any]]:
+        """The train windows a model learns from (a seeded share of the genes when `fraction` < 1) and what
+        they are: fraction, windows, k-mers (and genes)."""
+        train, info = self["train"], {"fraction": 1.0, "windows": self["train"].num_windows}
+        if fraction < 1:
+            train, info = train.gene_fraction(fraction, seed)
+        info["kmers"] = train.stream.num_kmers
+        return train, info
+
 
 def _legacy_hint(folder: Path) -> str:
     try:

@@ -112,9 +112,10 @@ class LSTMModel(nn.Module):
         return self.head(self.dropout(states))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits after the last token only: the head's [B, T, V] for every prefix would cost T times more."""
+        """Logits after the last token only: the head's [B, T, V] for every prefix would cost T times more.
+        (Dropout still draws over every position, so a seed gives the same masks as sequence_logits.)"""
         states, _ = self.lstm(self.dropout(self.embedding(tokens)))
-        return self.head(self.dropout(states[:, -1]))
+        return self.head(self.dropout(states)[:, -1])
 
 
 @register("transformer", TransformerConfig)

@@ -158,11 +158,7 @@ class Trainer:
             self.model_config = make_config(model_name, model_config)
         except (TypeError, ValueError) as exc:
             raise UserError(f"--model {model_name}: {exc}") from exc
-        train = data["train"]
-        self.train_info: dict[str, Any] = {"fraction": 1.0, "windows": train.num_windows}
-        if config.train_fraction < 1:
-            train, self.train_info = train.gene_fraction(config.train_fraction, config.seed)
-        self.train_info["kmers"] = train.stream.num_kmers
+        train, self.train_info = data.training_windows(config.train_fraction, config.seed)
         for split, windows in (("train", train), ("val", data["val"]), ("test", data["test"])):
             if windows.num_windows == 0:
                 raise UserError(f"--data_dir {data.folder}: the {split} split has no windows")
@@ -506,8 +502,7 @@ class Trainer:
         return {
             "model": self.model_name,
             "seed": self.config.seed,
-            "tokens": {"folder": str(data.folder), "tokenizer": data.tokenizer, "vocab_size": data.vocab_size,
-                       "k": data.k, "fingerprint": data.fingerprint},
+            "tokens": data.summary(),
             "test": test,
             "val": {"best_loss": state.best_val_loss, "windows_used": int(len(self.val_index)),
                     "windows_total": self.val.num_windows,
