@@ -24,7 +24,7 @@ ENCODE_EMBEDDING_DIM=64          # lambeq circuit embedding size per k-mer
 N_CLUSTERS=512                   # k-means clusters = token vocabulary of the cluster track
 EPOCHS=5                         # epochs of every neural model (early stopping on val loss)
 BATCH_SIZE=64
-MAX_STEPS_PER_EPOCH=400          # cap on optimiser steps per epoch (a fresh random subset each epoch)
+MAX_STEPS_PER_EPOCH=300          # cap on optimiser steps per epoch (a fresh random subset each epoch)
 EVAL_EVERY=200                   # a point of every training curve (and a chance for the best checkpoint)
 VAL_WINDOWS=10000                # validation on a fixed seeded sample of this many windows
 CHECKPOINT_EVERY=100             # trainer steps between checkpoints, besides every evaluation
