@@ -28,7 +28,7 @@ from .errors import UserError
 from .formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
 from .formats.results import read_result, write_result
 from .formats.tokens import TokenWindows, open_tokens
-from .metrics import TOP_K, reference_perplexities, score_sums, summarize
+from .metrics import TOP_K, ScoreArrays, reference_perplexities, score_sums, summarize
 from .progress import Progress
 from .stage import stage_run
 from .training.loop import val_sample
@@ -184,12 +184,12 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
         order, alpha, tried = choose_order(counts, k, stride, val_ids)
         model = MarkovModel(counts, k, stride, order, alpha)
         test = data["test"]
-        pieces = []
+        arrays = ScoreArrays(test.num_windows)
         with Progress(test.num_windows, "markov test", unit="window", every=args.log_every) as progress:
             for begin, end in test.stream.iter_chunks(BATCH):
-                pieces.append(model.scores(test.stream.windows(np.arange(begin, end))))
+                arrays.put(begin, model.scores(test.stream.windows(np.arange(begin, end))))
                 progress.update(end - begin)
-        scores = {key: torch.cat([p[key] for p in pieces]) for key in pieces[0]}
+        scores = arrays.scores()
         summary = summarize(score_sums(scores))
         save_predictions(output_dir / PREDICTIONS_FILE, scores["nll"].numpy(), scores["correct"].numpy(),
                          scores["top5"].numpy(), test.window_transcripts(), data.fingerprint)

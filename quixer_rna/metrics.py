@@ -26,6 +26,27 @@ def window_scores(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torc
     return {"nll": nll, "correct": hits[:, 0], "top5": hits.any(dim=1)}
 
 
+class ScoreArrays:
+    """Per-window scores of a whole split filled batch by batch into arrays allocated once. Keeping each batch's
+    small result tensors in a list instead pins the heap between the large temporaries of scoring (the
+    [B, V] probabilities), and the process grows by megabytes per batch: 12 GB over 8 M test windows."""
+
+    def __init__(self, windows: int, device: torch.device | str = "cpu"):
+        self.nll = torch.empty(windows, dtype=torch.float32, device=device)
+        self.correct = torch.empty(windows, dtype=torch.bool, device=device)
+        self.top5 = torch.empty(windows, dtype=torch.bool, device=device)
+
+    def put(self, begin: int, scores: dict[str, torch.Tensor]) -> None:
+        """Copy one batch's scores in at window `begin` (on the arrays' device: no host round trip on a GPU)."""
+        end = begin + len(scores["nll"])
+        self.nll[begin:end] = scores["nll"].detach()
+        self.correct[begin:end] = scores["correct"]
+        self.top5[begin:end] = scores["top5"]
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        return {"nll": self.nll, "correct": self.correct, "top5": self.top5}
+
+
 def score_sums(scores: dict[str, torch.Tensor]) -> torch.Tensor:
     """[nll sum, correct, top-5 hits, windows] as float64 on the scores' device (no host round trip), the unit
     summed across batches and ranks."""

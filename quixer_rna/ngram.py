@@ -34,10 +34,12 @@ back to the one below it, down to the raw unigram.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -46,9 +48,9 @@ from .errors import UserError
 from .formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
 from .formats.results import read_result, write_result
 from .formats.tokens import TokenWindows, open_tokens
-from .metrics import reference_perplexities, score_sums, summarize, window_scores
+from .metrics import ScoreArrays, reference_perplexities, score_sums, summarize, window_scores
 from .progress import Progress
-from .runio import atomic_torch_save
+from .runio import atomic_open
 from .stage import stage_run
 from .training.loop import val_sample
 
@@ -61,6 +63,8 @@ STRENGTH_GRID = np.concatenate([[0.0], np.geomspace(0.1, 1e6, 71)])
 LOWER_COUNTS = ("continuation", "raw")
 # n-grams per counting chunk: bounded memory whatever the split size.
 COUNT_CHUNK = 1 << 20
+# n-gram key spaces up to this size are counted in a dense table (int32: 0.5 GB at the limit).
+DENSE_KEYS = 1 << 27
 # Test windows scored at once: [B, V] probabilities, 134 MB at V = 4096.
 SCORE_BATCH = 4096
 
@@ -78,10 +82,15 @@ class OrderCounts:
 
     @classmethod
     def from_keys(cls, keys: np.ndarray, counts: np.ndarray, vocab_size: int) -> "OrderCounts":
+        """From sorted keys: the contexts are then sorted too, so their runs need no second sort."""
+        if not keys.size:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(keys, counts, empty, empty, empty)
         context_of_key = keys // vocab_size
-        context_keys, first, types = np.unique(context_of_key, return_index=True, return_counts=True)
-        totals = np.add.reduceat(counts, first) if counts.size else np.zeros(0, dtype=np.int64)
-        return cls(keys, counts, context_keys, totals.astype(np.int64), types.astype(np.int64))
+        first = np.flatnonzero(np.concatenate(([True], context_of_key[1:] != context_of_key[:-1])))
+        types = np.diff(np.append(first, len(keys)))
+        totals = np.add.reduceat(counts, first)
+        return cls(keys, counts, context_of_key[first], totals.astype(np.int64), types.astype(np.int64))
 
     def lookup(self, context_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(c_m(h, w), C_m(h), T_m(h)) for each query; zeros where unseen."""
@@ -114,17 +123,26 @@ def _merge(keys: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray
 
 def count_ngrams(windows: TokenWindows, order: int, counting: str = "targets",
                  chunk: int = COUNT_CHUNK) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Unique top-order n-gram keys and their raw counts over the train windows, and a summary of what was
-    counted. Chunks of n-grams are packed into int64 keys and reduced with np.unique; partial results are
-    merged as they pile up, so memory stays bounded by the distinct n-grams."""
+    """Unique top-order n-gram keys (sorted) and their raw counts over the train windows, and a summary of what
+    was counted. Chunks of n-grams are packed into int64 keys and added into a dense table when every possible
+    n-gram fits one, else reduced with np.unique and merged as they pile up; memory stays bounded by the
+    distinct n-grams either way."""
     if counting not in COUNTING_MODES:
         raise ValueError(f"counting must be one of {COUNTING_MODES}, got {counting!r}")
     if order > windows.window_size:
         raise ValueError(f"order {order} is longer than the windows ({windows.window_size} tokens)")
     vocab = windows.vocab_size
+    total = 0
+    if vocab**order <= DENSE_KEYS:
+        # Every possible n-gram has a slot (512^3 = 134 M: 0.5 GB of int32): counting is one scatter-add per chunk.
+        table = np.zeros(vocab**order, dtype=np.int32)
+        for grams in _ngram_chunks(windows, order, counting, chunk):
+            np.add.at(table, _ngram_keys(grams, vocab), 1)
+            total += len(grams)
+        unique = np.flatnonzero(table)
+        return unique, table[unique].astype(np.int64), {"counting": counting, "ngrams_counted": int(total)}
     keys: list[np.ndarray] = []
     counts: list[np.ndarray] = []
-    total = 0
     for grams in _ngram_chunks(windows, order, counting, chunk):
         unique, seen = np.unique(_ngram_keys(grams, vocab), return_counts=True)
         keys.append(unique)
@@ -201,11 +219,15 @@ class KneserNeyModel:
         keys, counts = self.keys, self.counts
         for m in range(self.order - 1, 0, -1):
             suffixes = keys % (self.vocab_size ** m)
-            keys, inverse, distinct = np.unique(suffixes, return_inverse=True, return_counts=True)
-            if lower_counts == "raw":
-                counts = np.bincount(inverse, weights=counts, minlength=keys.size).astype(np.int64)
+            weights = counts if lower_counts == "raw" else None
+            if self.vocab_size ** m <= DENSE_KEYS:  # a dense table of every m-gram: no sort of the suffixes
+                table = np.bincount(suffixes, weights=weights, minlength=self.vocab_size ** m)
+                keys = np.flatnonzero(table)
+                counts = table[keys].astype(np.int64)
             else:
-                counts = distinct.astype(np.int64)
+                keys, inverse, distinct = np.unique(suffixes, return_inverse=True, return_counts=True)
+                counts = (np.bincount(inverse.reshape(-1), weights=weights, minlength=keys.size) if weights is not None
+                          else distinct).astype(np.int64)
             levels.append(OrderCounts.from_keys(keys, counts, self.vocab_size))
         return levels[::-1]
 
@@ -354,28 +376,39 @@ class KneserNeyModel:
             probability[seen] = mixed[seen] / (total[seen, None] + strength)
         return probability
 
-    def state(self) -> dict:
-        """Plain tensors and types (torch.load(weights_only=True) reads it back)."""
-        return {
-            "order": self.order,
-            "vocab_size": self.vocab_size,
-            "discounts": [float(d) for d in self.discounts],
-            "strengths": [float(s) for s in self.strengths],
-            "lower_counts": self.lower_counts,
-            "ngram_keys": torch.from_numpy(self.keys.copy()),
-            "ngram_counts": torch.from_numpy(self.counts.copy()),
-        }
+    def save(self, path: str | Path, **extra: Any) -> None:
+        """The counts as a compressed .npz (no pickle): sorted n-gram keys as the smallest unsigned deltas and
+        counts in the smallest unsigned type, a few bytes per distinct n-gram; settings in a JSON header."""
+        deltas = np.diff(self.keys, prepend=0)
+        header = {"format": MODEL_FORMAT, "order": self.order, "vocab_size": self.vocab_size,
+                  "discounts": [float(d) for d in self.discounts], "strengths": [float(v) for v in self.strengths],
+                  "lower_counts": self.lower_counts, **extra}
+        with atomic_open(path, "wb", encoding=None) as handle:
+            np.savez_compressed(handle, key_deltas=deltas.astype(_smallest(deltas)),
+                                counts=self.counts.astype(_smallest(self.counts)), header=np.array(json.dumps(header)))
 
     @classmethod
-    def from_state(cls, state: dict) -> "KneserNeyModel":
-        return cls(
-            int(state["order"]), int(state["vocab_size"]), state["ngram_keys"].numpy(), state["ngram_counts"].numpy(),
-            state["discounts"], state["strengths"], str(state["lower_counts"]),
-        )
+    def load(cls, path: str | Path) -> "KneserNeyModel":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                keys = np.cumsum(data["key_deltas"].astype(np.int64))
+                counts = data["counts"].astype(np.int64)
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"{path}: not an n-gram model file ({type(exc).__name__}: {exc})") from exc
+        if header.get("format") != MODEL_FORMAT:
+            raise UserError(f"{path}: not an n-gram model file of this version")
+        return cls(int(header["order"]), int(header["vocab_size"]), keys, counts, header["discounts"],
+                   header["strengths"], str(header["lower_counts"]))
 
 
+def _smallest(values: np.ndarray) -> np.dtype:
+    top = int(values.max(initial=0))
+    return next(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.uint64) if top <= np.iinfo(t).max)
 
-MODEL_FILE = "ngram_model.pt"
+
+MODEL_FILE = "ngram_model.npz"
+MODEL_FORMAT = "quixer-rna-ngram-1"
 
 
 def window_tails(windows: TokenWindows, index: torch.Tensor, order: int, chunk: int = COUNT_CHUNK) -> np.ndarray:
@@ -387,14 +420,14 @@ def window_tails(windows: TokenWindows, index: torch.Tensor, order: int, chunk: 
 def test_scores(model: KneserNeyModel, windows: TokenWindows, batch_size: int, progress: Progress) -> dict[str, torch.Tensor]:
     """Per-window NLL / top-1 / top-5 of every test window through the shared metrics, from the full
     distribution (batched: [B, V] at a time)."""
-    pieces = []
+    scores = ScoreArrays(windows.num_windows)
     for begin in range(0, windows.num_windows, batch_size):
         index = torch.arange(begin, min(windows.num_windows, begin + batch_size), device=windows.device)
         tails = windows.tail(index, model.order).cpu().numpy()
         log_probs = torch.from_numpy(np.log(model.distribution(tails[:, :-1])))
-        pieces.append(window_scores(log_probs, torch.from_numpy(tails[:, -1].copy())))
+        scores.put(begin, window_scores(log_probs, torch.from_numpy(tails[:, -1].copy())))
         progress.update(len(index))
-    return {key: torch.cat([p[key] for p in pieces]) for key in pieces[0]}
+    return scores.scores()
 
 
 def run_ngram_stage(args: argparse.Namespace) -> dict:
@@ -429,7 +462,7 @@ def run_ngram_stage(args: argparse.Namespace) -> dict:
         test = summarize(score_sums(scores))
         save_predictions(output_dir / PREDICTIONS_FILE, scores["nll"].numpy(), scores["correct"].numpy(),
                          scores["top5"].numpy(), data["test"].window_transcripts(), data.fingerprint)
-        atomic_torch_save({**model.state(), "counting": counting}, output_dir / MODEL_FILE)
+        model.save(output_dir / MODEL_FILE, counting=counting)
         result = {
             "model": "ngram",
             "seed": args.seed,

@@ -220,8 +220,8 @@ def test_state_round_trip_is_exact_and_loads_without_pickle(tmp_path):
     model.discounts = np.array([0.3, 0.6, 0.9])
     model.strengths = np.array([0.0, 2.5, 40.0])
     model.use_lower_counts("raw")
-    torch.save(model.state(), tmp_path / "m.pt")
-    loaded = KneserNeyModel.from_state(torch.load(tmp_path / "m.pt", weights_only=True))
+    model.save(tmp_path / "m.npz", counting="targets")
+    loaded = KneserNeyModel.load(tmp_path / "m.npz")
     windows = all_tails(train, 6)
     contexts = windows[:5, :-1]
     np.testing.assert_array_equal(loaded.distribution(contexts), model.distribution(contexts))
@@ -249,3 +249,24 @@ def test_strengths_let_a_trigram_fall_back_to_the_unigram_on_unpredictable_token
     windows = train_rows[:50]
     direct = np.log(trigram.distribution(windows[:, :-1])[np.arange(50), windows[:, -1]])
     np.testing.assert_allclose(trigram.target_log_probs(windows), direct, atol=1e-12)
+
+
+@pytest.mark.parametrize("counting", ["targets", "transcript"])
+def test_dense_and_sorted_counting_agree(tmp_path, monkeypatch, counting):
+    """Small key spaces are counted in a dense table, large ones by sorting chunks: the same counts, the same
+    lower orders, the same model."""
+    train = transcripts_folder(tmp_path, [_stream(400, 3), _stream(250, 4)], 6, 1)
+    dense_keys, dense_counts, _ = count_ngrams(train, 3, counting)
+    dense = {lower: KneserNeyModel(3, train.vocab_size, dense_keys, dense_counts, lower_counts=lower)
+             for lower in ("continuation", "raw")}
+    import quixer_rna.ngram as ngram
+
+    monkeypatch.setattr(ngram, "DENSE_KEYS", 0)
+    sorted_keys, sorted_counts, _ = count_ngrams(train, 3, counting, chunk=37)
+    np.testing.assert_array_equal(dense_keys, sorted_keys)
+    np.testing.assert_array_equal(dense_counts, sorted_counts)
+    for lower, model in dense.items():
+        sparse = KneserNeyModel(3, train.vocab_size, sorted_keys, sorted_counts, lower_counts=lower)
+        for a, b in zip(model.levels, sparse.levels):
+            for name in ("keys", "counts", "context_keys", "context_totals", "context_types"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

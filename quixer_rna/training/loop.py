@@ -37,7 +37,7 @@ from ..errors import UserError
 from ..formats import SPLITS
 from ..formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
 from ..formats.tokens import TokenData
-from ..metrics import empty_sums, reference_perplexities, score_sums, summarize, window_scores
+from ..metrics import ScoreArrays, empty_sums, reference_perplexities, score_sums, summarize, window_scores
 from ..models import build_model, config_dict, make_config
 from ..plots import plot_training_curves
 from ..progress import Progress
@@ -319,13 +319,14 @@ class Trainer:
         self.model.eval()
         begin, end = self.dist.shard(self.test.num_windows)
         index = torch.arange(begin, end, device=self.test.device)
-        pieces: list[torch.Tensor] = []
-        for _, tokens in self.test.iter_batches(self.config.eval_batch_size, index):
+        local = ScoreArrays(end - begin, self.device)
+        position = 0
+        for chunk, tokens in self.test.iter_batches(self.config.eval_batch_size, index):
             tokens = tokens.to(self.device, non_blocking=True)
-            scores = window_scores(self.model(tokens[:, :-1]), tokens[:, -1])
-            pieces.append(torch.stack((scores["nll"].double(), scores["correct"].double(), scores["top5"].double()), 1))
-        local = torch.cat(pieces) if pieces else torch.zeros(0, 3, dtype=torch.float64, device=self.device)
-        merged = self.dist.gather_rows(local).cpu()
+            local.put(position, window_scores(self.model(tokens[:, :-1]), tokens[:, -1]))
+            position += len(chunk)
+        stacked = torch.stack((local.nll.double(), local.correct.double(), local.top5.double()), 1)
+        merged = self.dist.gather_rows(stacked).cpu()
         return {"nll": merged[:, 0].float(), "correct": merged[:, 1].bool(), "top5": merged[:, 2].bool()}
 
     def _evaluate(self, epoch: int, hook_info: dict[str, Any], epoch_end: bool) -> dict[str, Any]:
