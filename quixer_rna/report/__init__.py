@@ -7,6 +7,7 @@ report.md, report.json and figures.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import os
 from pathlib import Path
@@ -170,8 +171,6 @@ def _scaling(track: Track) -> dict[str, list[dict[str, Any]]]:
 
 
 def json_key(group: Group) -> str:
-    import json
-
     return json.dumps(group.variant, sort_keys=True, default=str)
 
 
