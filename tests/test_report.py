@@ -177,8 +177,9 @@ def test_variants_of_one_model_are_told_apart(tmp_path):
     tokens = _tokens(runs / "data")
     _model_run(runs / "a", tokens, "quixer", 0, 0.05, extra_args={"postselection_weight": 0.0})
     _model_run(runs / "b", tokens, "quixer", 0, 0.04, extra_args={"postselection_weight": 0.1})
+    _model_run(runs / "c", tokens, "quixer", 0, 0.06, extra_args={"config": "best_params.json", "qubits": 3})
     labels = {row["model"] for row in report.make_report(runs, n_boot=20)["tracks"][0]["rows"]}
-    assert {"quixer (postselection_weight=0.0)", "quixer (postselection_weight=0.1)"} <= labels
+    assert {"quixer (postselection_weight=0.0)", "quixer (postselection_weight=0.1)", "quixer (tuned)"} <= labels
 
 
 def test_real_data_has_no_banner_and_foreign_records_are_problems(tmp_path):

@@ -105,6 +105,7 @@ class Group:
     model: str
     variant: dict[str, Any]
     fraction: float
+    tuned: bool = False
     runs: list[Run] = field(default_factory=list)
     label: str = ""
 
@@ -206,7 +207,7 @@ def collect_tracks(stages: list[StageRecord]) -> tuple[list[Track], list[str]]:
         fraction = float(result.train["fraction"])
         group = next((g for g in track.groups if g.variant == variant and math.isclose(g.fraction, fraction)), None)
         if group is None:
-            group = Group(result.model, variant, fraction)
+            group = Group(result.model, variant, fraction, tuned=bool(record.args.get("config")))
             track.groups.append(group)
         group.runs.append(Run(record, result, predictions))
     for track in tracks.values():
@@ -222,14 +223,15 @@ def collect_tracks(stages: list[StageRecord]) -> tuple[list[Track], list[str]]:
 
 
 def _label(track: Track) -> None:
-    """Model name, plus the settings that tell apart variants of one model in the same track."""
-    by_model: dict[str, list[Group]] = {}
+    """Model name ("tuned" when trained with a tuner's best_params.json), plus the settings that tell apart
+    the variants that would otherwise share a label in the same track."""
+    by_name: dict[str, list[Group]] = {}
     for group in track.groups:
-        by_model.setdefault(group.model, []).append(group)
-    for groups in by_model.values():
+        by_name.setdefault(f"{group.model} (tuned)" if group.tuned else group.model, []).append(group)
+    for name, groups in by_name.items():
         variants = {json.dumps(g.variant, sort_keys=True, default=str) for g in groups}
         keys = sorted({k for g in groups for k in g.variant}) if len(variants) > 1 else []
         differing = [k for k in keys if len({json.dumps(g.variant.get(k), default=str) for g in groups}) > 1]
         for group in groups:
             extra = ", ".join(f"{k}={group.variant.get(k)}" for k in differing)
-            group.label = f"{group.model} ({extra})" if extra else group.model
+            group.label = f"{name[:-1]}, {extra})" if extra and group.tuned else f"{name} ({extra})" if extra else name
