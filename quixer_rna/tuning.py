@@ -267,13 +267,15 @@ def open_storage(spec: str | None, output_dir: Path, heartbeat: int) -> StorageC
 
 
 def _retrying(make: Callable[[], Any], attempts: int = 5) -> Any:
-    """`make()`, again after a pause when it hit a database integrity error: two workers creating the same new
-    database or study at once collide once, and the second finds the first one's rows on its next try."""
+    """`make()`, again after a pause when two workers creating the same new database or study at once
+    collided (a duplicate row, or a table the other created first): the second finds the first one's work
+    on its next try."""
     for attempt in range(attempts):
         try:
             return make()
-        except Exception as exc:  # SQLAlchemy's IntegrityError, wrapped differently by each driver
-            if attempt == attempts - 1 or "IntegrityError" not in type(exc).__name__ + str(exc):
+        except Exception as exc:  # SQLAlchemy's errors, wrapped differently by each driver
+            text = type(exc).__name__ + str(exc)
+            if attempt == attempts - 1 or not ("IntegrityError" in text or "already exists" in text):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
@@ -507,6 +509,35 @@ def summarize_study(study: optuna.Study, args: argparse.Namespace, tuner: Tuner,
     }
 
 
+def _fill_study(study: optuna.Study, tuner: Tuner, args: argparse.Namespace, heartbeat: bool) -> None:
+    """Run trials until the study holds --n_trials with a value. With heartbeats, trials still RUNNING when
+    this worker is done are waited for: another worker's finish, and a killed process's (this one's, rerun
+    at once) go stale after two missed heartbeats, are failed and retried here with the same parameters."""
+    counted = (*VALUED, TrialState.RUNNING) if heartbeat else VALUED
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+
+    def missing() -> int:
+        return args.n_trials - len(study.get_trials(deepcopy=False, states=VALUED))
+
+    def optimize() -> None:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        study.optimize(tuner, n_trials=2 * missing(), timeout=left, catch=(Exception,), gc_after_trial=True,
+                       callbacks=[MaxTrialsCallback(args.n_trials, states=counted)])
+
+    if missing() > 0:
+        optimize()
+    while heartbeat and missing() > 0 and (deadline is None or time.monotonic() < deadline):
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            break
+        LOG.info("waiting for running trial(s) %s: finished by another worker, or retried here once stale",
+                 ", ".join(str(t.number) for t in running))
+        time.sleep(args.heartbeat)
+        optuna.storages.fail_stale_trials(study)
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            optimize()
+
+
 def run_tuning(args: argparse.Namespace) -> dict[str, Any]:
     """The tune stage: open or continue the study, run trials until it holds --n_trials, summarise."""
     started = time.monotonic()
@@ -527,11 +558,7 @@ def run_tuning(args: argparse.Namespace) -> dict[str, Any]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = _open_study(args, choice, output_dir)
         tuner = Tuner(args, space, fixed, data, output_dir)
-        counted = (*VALUED, TrialState.RUNNING) if choice.heartbeat else VALUED
-        missing = args.n_trials - len(study.get_trials(deepcopy=False, states=VALUED))
-        if missing > 0:
-            study.optimize(tuner, n_trials=2 * missing, timeout=args.timeout, catch=(Exception,), gc_after_trial=True,
-                           callbacks=[MaxTrialsCallback(args.n_trials, states=counted)])
+        _fill_study(study, tuner, args, choice.heartbeat)
         metrics = summarize_study(study, args, tuner, choice.shown, time.monotonic() - started)
         run.finish(metrics)
     if metrics["best_trial"] is None:

@@ -145,7 +145,7 @@ def test_config_file_is_overridden_by_command_line(tmp_path, capsys):
     args = script.build_parser().parse_args(["--config", str(cfg), "--lr", "0.5", "--log_every", "7"])
     assert (args.lr, args.qubits, args.data_dir, args.use_layerwise_training) == (0.5, 3, "d", True)
     assert args.postselection_weight == 0.5 and args.log_every.steps == 7
-    assert args.batch_size == 32 and args.init_strategy == "small_gaussian" and args.eval_every == 0
+    assert args.batch_size is None and args.init_strategy == "small_gaussian" and args.eval_every == 0
     assert script.build_parser().parse_args(["--config", str(cfg)]).log_every.seconds == 30
 
     cfg.write_text(json.dumps({"lr": 0.01, "n_heads": 4}))

@@ -187,6 +187,22 @@ def test_failed_pruned_and_killed_trials(data_dir, tmp_path, monkeypatch):
     assert metrics["best_trial"] == 3 and metrics["best_value"] == 0.9
 
 
+def test_a_trial_killed_just_before_the_rerun_is_waited_for_and_retried(data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "tune"
+    monkeypatch.setattr(tuning, "train_model", fake_trainer({0: 1.0, 2: 0.5, 3: 2.0}, crash=-1))
+    base = tune_argv(data_dir, out, "--heartbeat", "1", "--n_trials", "3")
+    assert script.main([*base, "--n_trials", "1"]) == 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'study.db'}", heartbeat_interval=1)
+    orphan = optuna.load_study(study_name="tune_quixer", storage=storage).ask()
+    storage.record_heartbeat(orphan._trial_id)  # fresh: the rerun starts before it can look stale
+    assert script.main(base) == 0
+    trials = stored_trials(out)
+    # Trial 2 alone would have ended the run: with the orphan still RUNNING the study looked full.
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[3].system_attrs.get("failed_trial") == 1
+    assert json.loads((out / "metrics.json").read_text())["trials_by_state"]["COMPLETE"] == 3
+
+
 def test_overwrite_deletes_the_study_and_its_trial_folders(data_dir, tmp_path, monkeypatch):
     out = tmp_path / "tune"
     monkeypatch.setattr(tuning, "train_model", fake_trainer({0: 1.0, 1: 2.0}, crash=-1))
@@ -250,3 +266,21 @@ def test_bad_flags_are_one_stderr_line(data_dir, tmp_path, capsys):
     assert "--storage postgresql://me:***@127.0.0.1:1/optuna: cannot open it" in line and "secret" not in line
     assert script.main([*tune_argv(data_dir, out), "--n_trials", "0"]) == 2
     assert "argument --n_trials" in one_error_line(capsys)
+
+
+def test_colliding_creation_is_retried_and_other_errors_are_not():
+    calls = []
+
+    def make(error: Exception):
+        def attempt():
+            calls.append(1)
+            if len(calls) == 1:
+                raise error
+            return "storage"
+
+        return attempt
+
+    assert tuning._retrying(make(RuntimeError("(sqlite3.OperationalError) table studies already exists"))) == "storage"
+    calls.clear()
+    with pytest.raises(RuntimeError, match="disk I/O"):
+        tuning._retrying(make(RuntimeError("(sqlite3.OperationalError) disk I/O error")))
