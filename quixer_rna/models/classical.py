@@ -20,6 +20,7 @@ from . import register
 
 _EMBEDDING = {"type": positive_int, "help": "token embedding size"}
 _DROPOUT = {"type": rate, "help": "dropout probability"}
+_FFN = {"type": positive_int, "help": "feed-forward width (default: 4 x the embedding size)"}
 
 
 @dataclass
@@ -40,8 +41,7 @@ class TransformerConfig:
     embedding_dim: int = field(default=96, metadata=_EMBEDDING)
     num_layers: int = field(default=1, metadata={"type": positive_int, "help": "encoder layers"})
     num_heads: int = field(default=1, metadata={"type": positive_int, "help": "attention heads"})
-    ffn_dim: int | None = field(default=None, metadata={"type": positive_int,
-                                                        "help": "feed-forward width (default: 4 x the embedding size)"})
+    ffn_dim: int | None = field(default=None, metadata=_FFN)
     dropout: float = field(default=0.1, metadata=_DROPOUT)
 
     def __post_init__(self) -> None:
@@ -55,8 +55,7 @@ class TransformerConfig:
 class FNetConfig:
     embedding_dim: int = field(default=96, metadata=_EMBEDDING)
     num_layers: int = field(default=2, metadata={"type": positive_int, "help": "Fourier-mixing blocks"})
-    ffn_dim: int | None = field(default=None, metadata={"type": positive_int,
-                                                        "help": "feed-forward width (default: 4 x the embedding size)"})
+    ffn_dim: int | None = field(default=None, metadata=_FFN)
     dropout: float = field(default=0.1, metadata=_DROPOUT)
 
     def __post_init__(self) -> None:

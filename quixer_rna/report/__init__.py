@@ -331,7 +331,8 @@ def _timings_section(runs_dir: Path) -> tuple[list[str], dict[str, Any] | None]:
     stages = [s for s in timings.get("stages") or [] if isinstance(s, dict)]
     if stages:
         lines = [[str(s.get("stage")), _fmt(s.get("status")), _seconds(s.get("seconds"))] for s in stages]
-        lines.append(["total", "", _seconds(sum(float(s.get("seconds") or 0) for s in stages))])
+        # A sum, not the elapsed time: the token tracks run side by side, and a rerun adds only what it ran.
+        lines.append(["sum of the stages", "", _seconds(sum(float(s.get("seconds") or 0) for s in stages))])
         out += ["Wall time per stage (this machine):", "", _table(("stage", "status", "wall time"), lines), ""]
     return out, timings
 
