@@ -161,6 +161,21 @@ def test_report_has_means_over_seeds_comparisons_scaling_and_the_synthetic_banne
     assert any("broken" in p and "failed" in p for p in result["problems"])
 
 
+def test_a_single_seed_among_seeded_models_is_compared_but_not_ranked(study):
+    tokens = study / "data" / "tokens"
+    _model_run(study / "quixer_l0.1", tokens, "quixer", 0, 0.30, extra_args={"postselection_weight": 0.1})
+    result = report.make_report(study, n_boot=100, seed=0)
+    (track,) = result["tracks"]
+    rows = {row["model"]: row for row in track["rows"]}
+    lucky = rows["quixer (postselection_weight=0.1)"]
+    assert lucky["cross_entropy"] < rows["lstm"]["cross_entropy"]  # lowest loss, but one seed
+    assert track["best"] == "lstm" and lucky["rank"] == "one seed: not ranked"
+    assert lucky["versus_best"]["point"] < 0
+    assert rows["ngram"]["rank"] == "worse than the best"  # a count model has no seed to repeat
+    md = (study / "report.md").read_text()
+    assert "| model | 0.25 (60 k-mers) | 0.5 (120 k-mers) | 1 (240 k-mers) |" in md  # the scaling figure's numbers
+
+
 def test_unigram_matches_the_trainers_definition(study):
     result = report.make_report(study, n_boot=50, seed=0)
     unigram = next(r for r in result["tracks"][0]["rows"] if r["model"] == "unigram")

@@ -11,7 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from ..runio import METRICS_FILE, atomic_write_json, atomic_write_text, read_jso
 from .collect import Group, StageRecord, Track, collect_tracks, discover
 from .figures import bits_figure, gain_figure, scaling_figure
 from .stats import LEVEL, Interval, bootstrap_mean, mean_sd, paired_difference
+
+SEEDLESS_MODELS = frozenset({"ngram", "markov"})  # counts: the same result whatever the seed
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -85,6 +87,23 @@ def _nll_runs(group: Group) -> list[np.ndarray]:
     return [run.predictions.nll for run in group.with_predictions]
 
 
+def _rankable(groups: list[Group]) -> Callable[[Group], bool]:
+    """Which groups may be ranked: once any neural model has several seeds, a single seed of a model whose
+    result depends on its seed (not the count models) ranks nothing; it is shown, compared, not ranked."""
+    several = any(len(g.runs) > 1 for g in groups)
+    return lambda g: not several or len(g.runs) > 1 or g.model in SEEDLESS_MODELS
+
+
+def _rank(group: Group, best: Group | None, versus: Interval | None, rankable: bool) -> str:
+    if group is best:
+        return "best"
+    if not rankable:
+        return "one seed: not ranked"
+    if versus is not None and versus.excludes_zero:
+        return "worse than the best" if versus.point > 0 else "better than the best"
+    return "not distinguishable from the best"
+
+
 def summarize_track(track: Track, n_boot: int, seed: int) -> dict[str, Any]:
     """Rows (references, then models by mean test CE), each model's gain over the unigram and its paired
     comparison with the best model, as plain data."""
@@ -94,7 +113,8 @@ def summarize_track(track: Track, n_boot: int, seed: int) -> dict[str, Any]:
     if track.unigram_nll is not None:
         unigram = bootstrap_mean(track.unigram_nll, sources, n_boot, seed)
     groups = sorted(track.main_groups(), key=lambda g: np.mean(g.metric("loss")))
-    best = next((g for g in groups if g.with_predictions), None)
+    rankable = _rankable(groups)
+    best = next((g for g in groups if g.with_predictions and rankable(g)), None)
     for group in groups:
         losses = group.metric("loss")
         mean_loss, sd_loss = mean_sd(losses)
@@ -123,8 +143,7 @@ def summarize_track(track: Track, n_boot: int, seed: int) -> dict[str, Any]:
             "gain": gain,
             "gain_per_seed": [float(np.mean(track.unigram_nll - nll)) for nll in nlls] if unigram is not None else [],
             "versus_best": versus,
-            "rank": "best" if group is best else ("worse than the best" if versus is not None and versus.excludes_zero
-                                                   else "not distinguishable from the best"),
+            "rank": _rank(group, best, versus, rankable(group)),
             "train_seconds": float(np.mean([run.result.train_seconds for run in group.runs])),
             "postselection": float(np.mean(extra)) if extra else None,
             "folders": [str(run.record.folder) for run in group.runs],
@@ -168,6 +187,23 @@ def _scaling(track: Track) -> dict[str, list[dict[str, Any]]]:
                            "seeds": group.seeds})
         series[groups[0].label] = points
     return series
+
+
+def _scaling_table(summary: dict[str, Any]) -> list[str]:
+    """The scaling figure's numbers: one row per model, one column per training share."""
+    shares = sorted({(p["fraction"], p["train_kmers"]) for points in summary["scaling"].values() for p in points})
+    header = ["model", *[f"{fraction:g} ({kmers:,.0f} k-mers)" for fraction, kmers in shares]]
+    lines = []
+    for label, points in summary["scaling"].items():
+        by_share = {(p["fraction"], p["train_kmers"]): p for p in points}
+        lines.append([label, *[_ce_cell(by_share.get(share)) for share in shares]])
+    return [f"{summary['name']}:", "", _table(header, lines), ""]
+
+
+def _ce_cell(point: dict[str, Any] | None) -> str:
+    if point is None:
+        return MISSING
+    return _fmt(point["cross_entropy"]) + ("" if point["sd"] is None else f" ± {_fmt(point['sd'])}")
 
 
 def json_key(group: Group) -> str:
@@ -261,7 +297,7 @@ def _tokenizer_lines(stages: list[StageRecord]) -> list[list[str]]:
     return lines or [["tokenizer", "no quantize stage found"]]
 
 
-def _tuning_section(stages: list[StageRecord]) -> tuple[list[str], list[dict[str, Any]]]:
+def _tuning_section(stages: list[StageRecord], runs_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
     tunes = [s for s in stages if s.role == "tune" and s.json(METRICS_FILE)]
     if not tunes:
         return [], []
@@ -271,18 +307,19 @@ def _tuning_section(stages: list[StageRecord]) -> tuple[list[str], list[dict[str
         metrics = stage.json(METRICS_FILE) or {}
         budget = metrics.get("budget") or {}
         best = metrics.get("best_params") or {}
-        lines.append([str(metrics.get("model")), f"`{stage.name}`", _fmt(budget.get("trials")),
+        lines.append([str(metrics.get("model")), f"`{stage.folder.relative_to(runs_dir).as_posix()}`",
+                      _fmt(budget.get("trials")),
                       _fmt(budget.get("epochs_per_trial")), _fmt(budget.get("max_steps_per_epoch")),
                       _fmt(metrics.get("trials_by_state", {}).get("COMPLETE")), _fmt(metrics.get("best_value")),
                       _fmt({k: v for k, v in best.items() if k != "model"}, 3)])
         records.append({"folder": stage.name, **{k: metrics.get(k) for k in ("model", "budget", "best_value", "best_params",
                                                                               "search_space", "trials_by_state")}})
-    out += [_table(("model", "study", "trials", "epochs per trial", "steps per epoch", "complete", "best val loss",
+    out += [_table(("model", "folder", "trials", "epochs per trial", "steps per epoch", "complete", "best val loss",
                     "tuned hyperparameters"), lines), ""]
     return out, records
 
 
-def _quantum_section(stages: list[StageRecord]) -> tuple[list[str], list[dict[str, Any]]]:
+def _quantum_section(stages: list[StageRecord], runs_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
     circuits = [s for s in stages if s.role == "circuit" and (s.folder / RESOURCES_FILE).is_file()]
     if not circuits:
         return [], []
@@ -305,15 +342,17 @@ def _quantum_section(stages: list[StageRecord]) -> tuple[list[str], list[dict[st
             "break_even_p2q": res.get("break_even_p2q"),
         }
         records.append(row)
-        lines.append([f"`{Path(row['run']).name}`", _fmt(row["qubits"]), _fmt(row["two_qubit_gates"]), _fmt(row["depth"]),
-                      _fmt(row["success_probability"]), _fmt(row["raw_shots_per_prediction"], 3),
+        where = f"`{stage.folder.relative_to(runs_dir).as_posix()}` ({Path(row['run']).name})"
+        shots_needed = row["raw_shots_per_prediction"]
+        lines.append([where, _fmt(row["qubits"]), _fmt(row["two_qubit_gates"]), _fmt(row["depth"]),
+                      _fmt(row["success_probability"]), MISSING if shots_needed is None else f"{shots_needed:.3g}",
                       _fmt(row["cross_entropy_at_1000_shots"]), _fmt(row["break_even_p2q"], 3)])
     out = ["## Quantum cost", "",
            "The trained Quixer as a circuit a device could run (quixer_circuit.py: PennyLane, checked against the "
            "simulator). Raw shots per prediction: three measurement settings, each 1/eps^2 kept shots at eps = 0.01, "
            "divided by the post-selection success probability. Break-even: the two-qubit error rate at which the "
            "gain over the unigram is gone (global depolarizing approximation).", "",
-           _table(("run", "qubits", "two-qubit gates", "depth", "mean success probability", "raw shots per prediction",
+           _table(("circuit (trained run)", "qubits", "two-qubit gates", "depth", "mean success probability", "raw shots per prediction",
                    "test CE at 1000 shots", "break-even p (2q)"), lines), ""]
     return out, records
 
@@ -386,7 +425,9 @@ def make_report(runs_dir: str | os.PathLike, n_boot: int = 1000, seed: int = 0) 
             "of one transcript are correlated; a model's interval and comparisons use its per-window losses averaged "
             "over its seeds. Gain: the unigram's cross-entropy minus the model's on the same windows (positive: better "
             "than the unigram). vs best: the model's cross-entropy minus the best model's, paired window by window; a "
-            "model is ranked below the best only where that interval excludes zero. Bits per nucleotide (raw k-mers): "
+            "model is ranked below the best only where that interval excludes zero; with several seeds per model, the best "
+            "is chosen among models run with several seeds (and the seed-free n-gram and Markov models), and a "
+            "single-seed variant is compared but not ranked. Bits per nucleotide (raw k-mers): "
             "cross-entropy / (new nucleotides per target x ln 2). The unigram counts the train split's targets with "
             "add-one smoothing. Reference rows are in italics; one seed gives no spread (no ± part).", ""]
     gain_panels = [{"title": s["name"], "rows": [
@@ -417,11 +458,13 @@ def make_report(runs_dir: str | os.PathLike, n_boot: int = 1000, seed: int = 0) 
         figures.append(SCALING_FIGURE)
         md += ["### Data scaling", "", f"![test cross-entropy against training k-mers]({SCALING_FIGURE})", "",
                "Each point trains on a seeded share of the training genes (whole genes; smaller shares are part of "
-               "larger ones) and is scored on the full test split.", ""]
+               "larger ones) and is scored on the full test split. Test cross-entropy (nats), mean ± sd over seeds:",
+               ""]
+        md += [line for summary in summaries if summary["scaling"] for line in _scaling_table(summary)]
 
-    tuning_md, tuning = _tuning_section(stages)
+    tuning_md, tuning = _tuning_section(stages, runs_dir)
     md += tuning_md
-    quantum_md, quantum = _quantum_section(stages)
+    quantum_md, quantum = _quantum_section(stages, runs_dir)
     md += quantum_md
 
     curves = [s for s in stages if s.role == "train" and (s.folder / "training_curves.png").is_file()]
