@@ -16,7 +16,7 @@ from ..formats.results import read_result, write_result
 from ..formats.tokens import open_tokens
 from ..stage import stage_run
 from .config import TrainConfig
-from .distributed import setup_distributed
+from .distributed import DistContext, setup_distributed
 from .loop import Trainer
 
 LOG = logging.getLogger("quixer_rna.training")
@@ -48,35 +48,43 @@ def run_training_stage(args: argparse.Namespace, stage: str, model_name: str, mo
     (metrics.json). A finished run rerun just reports its result."""
     config = train_config(args)
     dist = setup_distributed(config.device)
+    settled = False
     try:
-        data = open_tokens(args.data_dir)
-        output_dir = Path(args.output_dir)
-        with contextlib.ExitStack() as stack:
-            run, error = None, None
-            if dist.is_main_process:
-                try:
-                    run = stack.enter_context(stage_run(output_dir, stage, vars(args), role="train",
-                                                        overwrite=args.overwrite, completed="report"))
-                except UserError as exc:
-                    error = str(exc)
-            error = dist.broadcast_object(error)
-            if error is not None:
-                raise UserError(error)
-            done = dist.broadcast_object(run is not None and run.completed_earlier)
-            resume = (output_dir / ckpt.LAST).is_file() and not args.overwrite
-            # Built before a finished run is reported too: resuming refuses a run made with other settings.
-            trainer = Trainer(model_name, model_config, data, config, output_dir, dist, resume=resume)
-            if done:
-                LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
-                return read_result(output_dir).raw if dist.is_main_process else {}
-            metrics = trainer.run()
-            if run is not None:
-                written = write_result(output_dir, metrics)
-                run.close("completed")
-                return written
-            return {}  # ranks other than 0 print no summary
+        result = _train_or_report(args, stage, model_name, model_config, config, dist)
+        settled = True  # the trainer (its DDP wrapper) is gone: the process group can be left cleanly
+        return result
     finally:
-        dist.close()
+        dist.close(settle=settled)
+
+
+def _train_or_report(args: argparse.Namespace, stage: str, model_name: str, model_config: Any, config: TrainConfig,
+                     dist: DistContext) -> dict[str, Any]:
+    data = open_tokens(args.data_dir)
+    output_dir = Path(args.output_dir)
+    with contextlib.ExitStack() as stack:
+        run, error = None, None
+        if dist.is_main_process:
+            try:
+                run = stack.enter_context(stage_run(output_dir, stage, vars(args), role="train",
+                                                    overwrite=args.overwrite, completed="report"))
+            except UserError as exc:
+                error = str(exc)
+        error = dist.broadcast_object(error)
+        if error is not None:
+            raise UserError(error)
+        done = dist.broadcast_object(run is not None and run.completed_earlier)
+        resume = (output_dir / ckpt.LAST).is_file() and not args.overwrite
+        # Built before a finished run is reported too: resuming refuses a run made with other settings.
+        trainer = Trainer(model_name, model_config, data, config, output_dir, dist, resume=resume)
+        if done:
+            LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
+            return read_result(output_dir).raw if dist.is_main_process else {}
+        metrics = trainer.run()
+        if run is not None:
+            written = write_result(output_dir, metrics)
+            run.close("completed")
+            return written
+        return {}  # ranks other than 0 print no summary
 
 
 def print_summary(metrics: dict[str, Any]) -> None:
