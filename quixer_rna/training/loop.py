@@ -292,11 +292,15 @@ class Trainer:
 
     def _accumulate_extras(self, windows: int) -> None:
         extra = getattr(self.model, "extra_metrics", None)
-        if not callable(extra) or windows == 0:
+        if not callable(extra):
             return
         for name, value in (extra() or {}).items():
-            value = torch.as_tensor(value, dtype=torch.float64).to(self.device)
-            pair = torch.stack((value * windows, torch.full((), float(windows), dtype=torch.float64, device=self.device)))
+            if windows:
+                value = torch.as_tensor(value, dtype=torch.float64).to(self.device)
+                pair = torch.stack((value * windows, torch.full((), float(windows), dtype=torch.float64,
+                                                                device=self.device)))
+            else:  # a rank with no window in this step still holds every name: all ranks reduce the same ones
+                pair = torch.zeros(2, dtype=torch.float64, device=self.device)
             if name in self.state.extra_sums:
                 self.state.extra_sums[name] = self.state.extra_sums[name].to(self.device) + pair
             else:
