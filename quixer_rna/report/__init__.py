@@ -297,6 +297,11 @@ def _tokenizer_lines(stages: list[StageRecord]) -> list[list[str]]:
     return lines or [["tokenizer", "no quantize stage found"]]
 
 
+def _relative(path: Path, runs_dir: Path) -> str:
+    """A path inside the runs folder as the report shows it."""
+    return path.relative_to(runs_dir).as_posix()
+
+
 def _tuning_section(stages: list[StageRecord], runs_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
     tunes = [s for s in stages if s.role == "tune" and s.json(METRICS_FILE)]
     if not tunes:
@@ -307,7 +312,7 @@ def _tuning_section(stages: list[StageRecord], runs_dir: Path) -> tuple[list[str
         metrics = stage.json(METRICS_FILE) or {}
         budget = metrics.get("budget") or {}
         best = metrics.get("best_params") or {}
-        lines.append([str(metrics.get("model")), f"`{stage.folder.relative_to(runs_dir).as_posix()}`",
+        lines.append([str(metrics.get("model")), f"`{_relative(stage.folder, runs_dir)}`",
                       _fmt(budget.get("trials")),
                       _fmt(budget.get("epochs_per_trial")), _fmt(budget.get("max_steps_per_epoch")),
                       _fmt(metrics.get("trials_by_state", {}).get("COMPLETE")), _fmt(metrics.get("best_value")),
@@ -342,7 +347,7 @@ def _quantum_section(stages: list[StageRecord], runs_dir: Path) -> tuple[list[st
             "break_even_p2q": res.get("break_even_p2q"),
         }
         records.append(row)
-        where = f"`{stage.folder.relative_to(runs_dir).as_posix()}` ({Path(row['run']).name})"
+        where = f"`{_relative(stage.folder, runs_dir)}` ({Path(row['run']).name})"
         shots_needed = row["raw_shots_per_prediction"]
         lines.append([where, _fmt(row["qubits"]), _fmt(row["two_qubit_gates"]), _fmt(row["depth"]),
                       _fmt(row["success_probability"]), MISSING if shots_needed is None else f"{shots_needed:.3g}",
@@ -471,13 +476,12 @@ def make_report(runs_dir: str | os.PathLike, n_boot: int = 1000, seed: int = 0) 
     if curves:
         md += ["## Training curves", ""]
         for stage in curves:
-            rel = (stage.folder / "training_curves.png").relative_to(runs_dir).as_posix()
-            md += [f"- [`{stage.folder.relative_to(runs_dir).as_posix()}`]({rel})"]
+            md += [f"- [`{_relative(stage.folder, runs_dir)}`]({_relative(stage.folder / 'training_curves.png', runs_dir)})"]
         md += [""]
     timing_md, timings = _timings_section(runs_dir)
     md += timing_md
     md += ["## Stages", "", _table(("record", "stage", "role", "status"),
-                                   [[f"`{s.path.relative_to(runs_dir).as_posix()}`", s.stage, s.role, s.status]
+                                   [[f"`{_relative(s.path, runs_dir)}`", s.stage, s.role, s.status]
                                     for s in stages]), ""]
     if problems:
         md += ["Problems met:", "", *[f"- {p}" for p in problems], ""]
@@ -490,7 +494,7 @@ def make_report(runs_dir: str | os.PathLike, n_boot: int = 1000, seed: int = 0) 
         "tracks": _plain(summaries),
         "tuning": tuning,
         "quantum_cost": quantum,
-        "stages": [{"record": s.path.relative_to(runs_dir).as_posix(), "stage": s.stage, "role": s.role,
+        "stages": [{"record": _relative(s.path, runs_dir), "stage": s.stage, "role": s.role,
                     "status": s.status} for s in stages],
         "problems": problems,
         "timings": timings,

@@ -225,13 +225,13 @@ def collect_tracks(stages: list[StageRecord]) -> tuple[list[Track], list[str]]:
 def _label(track: Track) -> None:
     """Model name ("tuned" when trained with a tuner's best_params.json), plus the settings that tell apart
     the variants that would otherwise share a label in the same track."""
-    by_name: dict[str, list[Group]] = {}
+    by_name: dict[tuple[str, bool], list[Group]] = {}
     for group in track.groups:
-        by_name.setdefault(f"{group.model} (tuned)" if group.tuned else group.model, []).append(group)
-    for name, groups in by_name.items():
+        by_name.setdefault((group.model, group.tuned), []).append(group)
+    for groups in by_name.values():
         variants = {json.dumps(g.variant, sort_keys=True, default=str) for g in groups}
         keys = sorted({k for g in groups for k in g.variant}) if len(variants) > 1 else []
         differing = [k for k in keys if len({json.dumps(g.variant.get(k), default=str) for g in groups}) > 1]
         for group in groups:
-            extra = ", ".join(f"{k}={group.variant.get(k)}" for k in differing)
-            group.label = f"{name[:-1]}, {extra})" if extra and group.tuned else f"{name} ({extra})" if extra else name
+            tags = ["tuned"] * group.tuned + [f"{k}={group.variant.get(k)}" for k in differing]
+            group.label = f"{group.model} ({', '.join(tags)})" if tags else group.model
