@@ -152,8 +152,8 @@ def every(text: str) -> Every:
 
 
 def add_dataclass_args(group: Any, cls: type, *, skip: Sequence[str] = ()) -> None:
-    """One flag per field of a config dataclass: the field's default, and its metadata's help, argparse type
-    and choices. Booleans become switches."""
+    """One flag per field of a config dataclass: the field's default, and its metadata's help, argparse type,
+    choices, and (where given) nargs, metavar and required. Booleans become switches."""
     for item in dataclasses.fields(cls):
         if item.name in skip:
             continue
@@ -161,8 +161,12 @@ def add_dataclass_args(group: Any, cls: type, *, skip: Sequence[str] = ()) -> No
         if isinstance(item.default, bool):
             group.add_argument(f"--{item.name}", action="store_true", help=meta.get("help"))
             continue
-        group.add_argument(f"--{item.name}", type=meta.get("type"), default=item.default, choices=meta.get("choices"),
-                           help=meta.get("help"))
+        extra = {key: meta[key] for key in ("nargs", "metavar", "required") if key in meta}
+        if "nargs" in meta:
+            extra["action"] = "extend"
+        default = None if meta.get("required") else item.default
+        group.add_argument(f"--{item.name}", type=meta.get("type"), default=default, choices=meta.get("choices"),
+                           help=meta.get("help"), **extra)
 
 
 def add_union_args(group: Any, classes: dict[str, type]) -> None:
@@ -179,6 +183,11 @@ def add_union_args(group: Any, classes: dict[str, type]) -> None:
         text = f"{meta.get('help')} ({users}; default {defaults or 'see the help text'})"
         group.add_argument(f"--{field_name}", type=meta.get("type"), default=None, choices=meta.get("choices"),
                            help=text.replace("%", "%%"))
+
+
+def config_from_args(cls: type, namespace: argparse.Namespace) -> Any:
+    """A stage's config dataclass from parsed flags of the same names: built once, at the script boundary."""
+    return cls(**dataclass_values(cls, namespace))
 
 
 def dataclass_values(cls: type, namespace: argparse.Namespace, *, given_only: bool = False) -> dict[str, Any]:

@@ -9,6 +9,9 @@
                                    transcript of the stretch's first k-mer; a stretch is a maximal run of k-mers
                                    over A, C, G, T only, so a k-mer with another letter ends one
     <dir>/<split>/transcripts.tsv  row, accession, gene, length_nt, kmers: the split's transcripts in stream order
+                                   (gene: the unit the split kept whole - a gene, a family or a block)
+    <dir>/leak.tsv                 split, row, accession, gene, queries, shared: per val and test transcript, the
+                                   L-mers looked up in train and those found there (quixer_rna.leak)
 
 A window is a view, never a stored row: `window_size` consecutive k-mers of one stretch whose first k-mer's
 index within the transcript is a multiple of `window_step`. Windows are numbered in stream order (transcript
@@ -39,6 +42,8 @@ METADATA_FILE = "metadata.json"
 KMERS_FILE = "kmers.bin"
 SEGMENTS_FILE = "segments.npy"
 TRANSCRIPTS_FILE = "transcripts.tsv"
+LEAK_FILE = "leak.tsv"
+LEAK_COLUMNS = ["split", "row", "accession", "gene", "queries", "shared"]
 STREAM_FILES = (KMERS_FILE, SEGMENTS_FILE, TRANSCRIPTS_FILE)
 MAGIC = b"QXRNAKM\0"
 HEADER = struct.Struct("<8sIIIIQ")
@@ -98,13 +103,18 @@ class StreamWriter:
     def add(self, accession: str, gene: str, length_nt: int, ids: np.ndarray, valid: np.ndarray) -> None:
         """One transcript: its k-mer ids [n] and which of them are over ACGT only [n]; every maximal run of
         valid k-mers becomes a stretch."""
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], valid.astype(np.int8), [0]))))
+        self.add_runs(accession, gene, length_nt, ids, np.stack((edges[::2], edges[1::2] - edges[::2]), axis=1))
+
+    def add_runs(self, accession: str, gene: str, length_nt: int, ids: np.ndarray, runs: np.ndarray) -> None:
+        """One transcript: its k-mer ids [n] and its runs of valid k-mers as (first index, length) rows, each of
+        which becomes a stretch."""
         row = len(self.transcripts)
         self.transcripts.append(TranscriptRow(accession, gene, int(length_nt), int(len(ids))))
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], valid.astype(np.int8), [0]))))
-        for first, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
-            self._handle.write(np.ascontiguousarray(ids[first:end], dtype=self.dtype).tobytes())
-            self.segments.append((self.count, end - first, row, first))
-            self.count += end - first
+        for first, length in np.asarray(runs, dtype=np.int64).reshape(-1, 2).tolist():
+            self._handle.write(np.ascontiguousarray(ids[first:first + length], dtype=self.dtype).tobytes())
+            self.segments.append((self.count, length, row, first))
+            self.count += length
 
     def close(self) -> dict[str, Any]:
         self._handle.seek(0)
@@ -127,6 +137,39 @@ class StreamWriter:
     def abort(self) -> None:
         """Drop the half-written stream (an exception in the caller)."""
         self._bin.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def write_leak_table(folder: Path, splits: dict[str, tuple["TranscriptTable", Any]]) -> None:
+    """leak.tsv from each query split's transcripts and its per-transcript counts (`.queries`, `.shared`)."""
+    with atomic_open(Path(folder) / LEAK_FILE) as handle:
+        handle.write("\t".join(LEAK_COLUMNS) + "\n")
+        for split, (table, counts) in splits.items():
+            for row in range(len(table)):
+                handle.write(f"{split}\t{row}\t{table.accessions[row]}\t{table.genes[row]}\t"
+                             f"{int(counts.queries[row])}\t{int(counts.shared[row])}\n")
+
+
+def read_leak_table(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """leak.tsv as per split {"gene": names, "queries": int64, "shared": int64}, indexed by transcript row; an
+    absent file (a stream with stride > k, or older) gives an empty dict."""
+    path = Path(folder) / LEAK_FILE
+    if not path.is_file():
+        return {}
+    columns: dict[str, dict[str, list]] = {}
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle, delimiter="\t")
+            if next(reader, None) != LEAK_COLUMNS:
+                raise UserError(f"{path}: not a leak table (expected columns {', '.join(LEAK_COLUMNS)})")
+            for split, _, _, gene, queries, shared in reader:
+                into = columns.setdefault(split, {"gene": [], "queries": [], "shared": []})
+                into["gene"].append(gene)
+                into["queries"].append(int(queries))
+                into["shared"].append(int(shared))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable leak table ({exc})") from exc
+    return {split: {"gene": np.asarray(v["gene"], dtype=object), "queries": np.asarray(v["queries"], dtype=np.int64),
+                    "shared": np.asarray(v["shared"], dtype=np.int64)} for split, v in columns.items()}
 
 
 # ---- windows over stretches -----------------------------------------------------------------------------------
@@ -180,6 +223,7 @@ class KmerStream:
     folder: Path
     split: str
     k: int
+    stride: int
     window_size: int
     window_step: int
     kmers: np.ndarray  # memory-mapped ids, copy-on-write so torch can wrap it without a copy
@@ -246,8 +290,8 @@ class KmerStream:
     def subset(self, transcript_rows: np.ndarray) -> "KmerStream":
         """A view holding only the stretches of the given transcripts (same stream, same window rules)."""
         keep = np.isin(self.segments[:, TRANSCRIPT], np.asarray(transcript_rows))
-        return KmerStream(self.folder, self.split, self.k, self.window_size, self.window_step, self.kmers,
-                          self.segments[keep], row_base=self.row_base[keep], _transcripts=self._transcripts)
+        return KmerStream(self.folder, self.split, self.k, self.stride, self.window_size, self.window_step,
+                          self.kmers, self.segments[keep], row_base=self.row_base[keep], _transcripts=self._transcripts)
 
     def iter_chunks(self, size: int) -> Iterator[tuple[int, int]]:
         """(begin, end) window ranges of at most `size`, covering every window in order."""
@@ -337,7 +381,8 @@ def open_stream(folder: str | Path, split: str, meta: dict[str, Any] | None = No
     expected = meta.get("splits", {}).get(split, {}).get("transcripts")
     if len(segments) and expected is not None and segments[-1, TRANSCRIPT] >= expected:
         raise UserError(f"{seg_path}: transcript rows beyond the {expected} transcripts of the split; {hint}")
-    return KmerStream(folder, split, k, int(meta["window_size"]), int(meta["window_step"]), kmers, segments)
+    return KmerStream(folder, split, k, int(meta["stride"]), int(meta["window_size"]), int(meta["window_step"]),
+                      kmers, segments)
 
 
 @dataclass
