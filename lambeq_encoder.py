@@ -24,7 +24,9 @@ counts, distinct embeddings, timings), args.json and metrics.json.
 """
 
 from quixer_rna.cli import add_common_args, every, make_parser, positive_int, run_cli
-from quixer_rna.encoding import ANSATZE, CONTEXTS, DEFAULT_ANSATZ, DEFAULT_LAYERS, READOUTS, run_encode
+from quixer_rna.encoding.circuits import ANSATZE, DEFAULT_ANSATZ, DEFAULT_LAYERS
+from quixer_rna.encoding.encoder import READOUTS
+from quixer_rna.encoding.stage import CONTEXTS, run_encode
 
 
 def build_parser():

@@ -14,18 +14,25 @@ import numpy as np
 import pytest
 import torch
 
-from quixer_rna import encoding
 from quixer_rna.lambeq_sim import LambeqCircuit, simulate
-from quixer_rna.encoding import (
+from quixer_rna.encoding.circuits import (
     ANSATZE,
-    KmerEncoder,
-    encode_kmer_table,
     evaluate_with_lambeq,
     kmer_circuit,
-    kmer_ids_to_digits,
-    read_circuit,
+    make_ansatz,
     symbol_index,
+    template_circuit,
 )
+from quixer_rna.encoding.encoder import (
+    KmerEncoder,
+    contextual_embeddings,
+    count_distinct_rows,
+    encode_kmer_table,
+    encoding_params,
+    kmer_ids_to_digits,
+    readout_of,
+)
+from quixer_rna.encoding.translate import read_circuit
 from fixtures import write_token_folder
 from quixer_rna.errors import UserError
 from quixer_rna.formats.embeddings import open_embeddings
@@ -59,7 +66,7 @@ def test_torch_simulation_matches_lambeq(ansatz: str, n_qubits: int, kmers: list
 
 def test_symbols_map_by_parsed_index_not_sorted_name() -> None:
     encoder = KmerEncoder.build(3, 3, "Sim14", 1, "amplitudes", seed=0)
-    template = encoding.template_circuit(3, "Sim14", 3, 1)
+    template = template_circuit(3, "Sim14", 3, 1)
     names = sorted(symbol.name for symbol in template.free_symbols)
     weights = [name for name in names if not name.startswith("enc_")]
     assert len(weights) == 12 and weights[2].endswith("_s_10")  # string order puts _10 before _2
@@ -69,7 +76,7 @@ def test_symbols_map_by_parsed_index_not_sorted_name() -> None:
         return symbol_index(name) if name.startswith("enc_") else 6 + weights.index(name)
 
     wrong = read_circuit(template, by_sorted_position)
-    params = torch.cat((encoding.encoding_params(torch.tensor([kmer_to_id("ACG")]), 3), encoder.word_weights[None]), 1)
+    params = torch.cat((encoding_params(torch.tensor([kmer_to_id("ACG")]), 3), encoder.word_weights[None]), 1)
     reference = _lambeq_amplitudes(encoder, "ACG")
     assert np.abs(simulate(wrong, params)[0].numpy() - reference).max() > 1e-3
     np.testing.assert_allclose(simulate(encoder.word, params)[0].numpy(), reference, atol=1e-6)
@@ -90,7 +97,7 @@ def test_overlap_is_one_third_to_the_hamming_distance_before_and_after_shared_la
     encoder = KmerEncoder.build(k, n, "Sim14", 2, "amplitudes", seed=1)
     encoded_only = LambeqCircuit(n, encoder.word.gates[: 2 * k])
     assert all(g.param is not None and g.param < 2 * k for g in encoded_only.gates)
-    before = simulate(encoded_only, encoding.encoding_params(ids, k))
+    before = simulate(encoded_only, encoding_params(ids, k))
     after = encoder.states(ids)
     torch.testing.assert_close(_overlaps(before), expected, atol=1e-12, rtol=0)
     torch.testing.assert_close(_overlaps(after), expected, atol=1e-12, rtol=0)
@@ -99,7 +106,7 @@ def test_overlap_is_one_third_to_the_hamming_distance_before_and_after_shared_la
 
 def test_bases_beyond_the_qubits_compose_on_a_qubit_and_stay_distinct() -> None:
     table = encode_kmer_table(4, 8, "Sim14", 1, "amplitudes", seed=0)
-    assert encoding.count_distinct_rows(table.double(), 1e-6) == 256
+    assert count_distinct_rows(table.double(), 1e-6) == 256
 
 
 def test_table_is_deterministic_for_a_seed_and_changes_with_it() -> None:
@@ -117,7 +124,7 @@ def test_stairs_steps_match_lambeq_stairs_diagrams() -> None:
     encoder = KmerEncoder.build(3, 2, "Sim14", 1, "amplitudes", seed=2, stairs=True)
     states = encoder.all_states()
     ours = encoder.contextual(torch.tensor([[kmer_to_id(w) for w in words]]), states)[0].double()
-    ansatz = encoding.make_ansatz("Sim14", 2, 1, 3)
+    ansatz = make_ansatz("Sim14", 2, 1, 3)
     for length in range(1, len(words) + 1):
         diagram = ansatz(stairs_reader.sentence2diagram(" ".join(words[:length])))
         reference = evaluate_with_lambeq(diagram, encoder.word_value)
@@ -219,7 +226,7 @@ def test_long_kmers_get_rows_for_the_occurring_ones_only(tmp_path: Path, capsys:
     present = np.unique(np.concatenate([np.asarray(part.kmers, dtype=np.int64) for part in stream.splits.values()]))
     np.testing.assert_array_equal(emb.table_kmers, present)
     encoder = KmerEncoder.build(11, 2, "Sim14", 1, "probabilities", seed=0)
-    expected = encoding.readout_of(encoder.states_of(torch.from_numpy(present)), "probabilities").float().numpy()
+    expected = readout_of(encoder.states_of(torch.from_numpy(present)), "probabilities").float().numpy()
     np.testing.assert_allclose(emb.table, expected, atol=1e-6)
     for split in SPLIT_SIZES:
         ids = all_windows(stream, split)
@@ -238,8 +245,8 @@ def test_contextual_chunks_in_worker_processes_match_one_process(tmp_path: Path)
     write_token_folder(tmp_path, {s: torch.randint(0, 64, (6, 5), generator=g) for s in SPLIT_SIZES}, 64)
     train = open_stream_data(tmp_path / "kmers").splits["train"]
     alone, split = np.zeros((6, 5, 4), np.float32), np.zeros((6, 5, 4), np.float32)
-    encoding.contextual_embeddings(encoder, states, train, alone, 1, Progress(6, "one", enabled=False))
-    encoding.contextual_embeddings(encoder, states, train, split, 2, Progress(6, "two", enabled=False), chunk=3)
+    contextual_embeddings(encoder, states, train, alone, 1, Progress(6, "one", enabled=False))
+    contextual_embeddings(encoder, states, train, split, 2, Progress(6, "two", enabled=False), chunk=3)
     np.testing.assert_allclose(alone, split, atol=1e-7, rtol=0)
     ids = torch.from_numpy(train.windows(np.arange(6)).astype(np.int64))
     np.testing.assert_allclose(alone, encoder.contextual(ids, states).numpy(), atol=1e-7, rtol=0)
