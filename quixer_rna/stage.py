@@ -43,7 +43,7 @@ NOT_RESULTS = frozenset({"encode.log", "train.log", LOCK_FILE})
 # Flags whose values are secrets: a run record keeps only that they were given.
 SECRET_FLAGS = ("api_key",)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
-_TRACKED_PACKAGES = ("torch", "numpy", "biopython", "lambeq", "pennylane", "scikit-learn", "optuna")
+_TRACKED_PACKAGES = ("torch", "numpy", "lambeq", "pennylane", "scikit-learn", "optuna")
 REUSABLE = frozenset({"failed", "interrupted", "dead"})
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import UserError
 from .fasta import format_record
-from .ncbi import STAGE, check_output
+from .download import STAGE, check_output
 from .progress import Progress
 from .runio import atomic_open
 from .stage import StageRun, stage_run

@@ -1,6 +1,6 @@
 """A small stand-in for NCBI E-utilities that the download tests start on 127.0.0.1.
 
-It answers efetch.fcgi (GET, and POST as Biopython sends for long id lists) the way NCBI does for
+It answers efetch.fcgi (GET, and POST as NCBI asks for long id lists) the way NCBI does for
 db=nuccore&rettype=fasta&retmode=text: FASTA records of the requested ids it knows, 70-column
 lines, a blank line after each record; HTTP 400 when it knows none of them. Tests queue faults for
 the next requests (429 with Retry-After, 500, a dropped connection, a slow answer, a batch that
@@ -36,6 +36,7 @@ class LoggedRequest:
     ids: list[str]
     status: int | None  # None when the connection was dropped
     returned: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)  # the request's parameters, first value of each
 
 
 class FakeEutils:
@@ -75,7 +76,7 @@ class FakeEutils:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -92,7 +93,7 @@ class FakeEutils:
     def _answer(self, handler: BaseHTTPRequestHandler, params: dict[str, list[str]]) -> None:
         arrived = time.monotonic()
         ids = [i for i in (params.get("id") or [""])[0].split(",") if i]
-        entry = LoggedRequest(arrived, handler.command, ids, None)
+        entry = LoggedRequest(arrived, handler.command, ids, None, params={k: v[0] for k, v in params.items()})
         with self._lock:
             index = len(self.log)
             self.log.append(entry)

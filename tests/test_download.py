@@ -12,11 +12,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from Bio import Entrez
 
 import download_rna_sequences
 from quixer_rna.fasta import iter_fasta, parse_header
@@ -93,7 +91,8 @@ def test_writes_ncbi_fasta_in_70_columns(tmp_path: Path, capsys) -> None:
     args = json.loads(record_of(output).read_text())
     assert args["status"] == "completed" and args["args"]["api_key"] == "<given>" and args["role"] == "download"
     assert "secret-key" not in record_of(output).read_text()
-    assert Entrez.urlopen is urllib.request.urlopen and Entrez.max_tries == 3  # Bio.Entrez restored
+    wanted = {"tool": "quixer-rna", "email": "test@example.org", "api_key": "secret-key"}  # what NCBI asks to see
+    assert all({k: entry.params.get(k) for k in wanted} == wanted for entry in server.log)
 
 
 def test_long_id_list_is_posted(tmp_path: Path) -> None:
