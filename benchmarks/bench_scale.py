@@ -6,6 +6,13 @@ ru_maxrss) and disk bytes per window; for the trainer, seconds from launch to it
 median step time, and its peak resident memory.
 
     python benchmarks/bench_scale.py --transcripts 2000 20000 184491 --work_dir /tmp/scale
+    python benchmarks/bench_scale.py --transcripts 184491 --family     # also prepare --split_by family
+    python benchmarks/bench_scale.py --genome_mbp 3100                 # a genome-sized FASTA, --split_by region
+
+--genome_mbp writes a synthetic genome instead of transcripts: chromosomes with hg38's relative sizes, N runs
+(telomeres, a centromere gap, scattered gaps: about 5% of the bases, as in hg38) and soft-masked lowercase
+stretches over about half the bases (UCSC's repeat masking covers about half of hg38), 41% GC. Prepare then splits
+by region. Prepare's own metrics give the time of its phases (reading, grouping, writing, the leak figure).
 
 It prints figures; it asserts nothing. The 184,491 transcripts are the size of NCBI's GRCh38 RNA summary.
 """
@@ -28,12 +35,19 @@ sys.path.insert(0, str(ROOT))
 from quixer_rna.cli import add_common_args, make_parser, positive_int, run_cli  # noqa: E402
 
 GIB = 2**30
+# hg38's chromosome lengths in Mbp (chr1..chr22, chrX, chrY, chrM): the synthetic genome keeps their proportions.
+HG38_MBP = (248.96, 242.19, 198.30, 190.21, 181.54, 170.81, 159.35, 145.14, 138.39, 133.80, 135.09, 133.28, 114.36,
+            107.04, 101.99, 90.34, 83.26, 80.37, 58.62, 64.44, 46.71, 50.82, 156.04, 57.23, 0.0166)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__, __file__)
-    parser.add_argument("--transcripts", type=positive_int, nargs="+", default=[2000],
+    parser.add_argument("--transcripts", type=positive_int, nargs="*", default=[2000],
                         help="data sizes to measure (synthetic transcripts)")
+    parser.add_argument("--genome_mbp", type=positive_int, nargs="*", default=[],
+                        help="also measure synthetic genomes of these sizes in Mbp (hg38: 3100), split by region")
+    parser.add_argument("--family", action="store_true",
+                        help="also time prepare --split_by family (grouping by shared sequence) on the transcripts")
     parser.add_argument("--work_dir", default="/tmp/quixer_rna_scale", help="scratch folder (emptied per size)")
     parser.add_argument("--memory_limit_gib", type=positive_int, default=16,
                         help="address-space limit of every stage process (ulimit -v)")
@@ -62,6 +76,54 @@ def _stage(argv: list[str], limit_gib: int, log: Path) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"bench_scale: {' '.join(argv[:1])} failed; see {log}")
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def write_genome(path: Path, mbp: int, seed: int, chunk: int = 1 << 23) -> int:
+    """A genome-shaped FASTA (see the module docstring), written chunk by chunk; returns its bases."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    letters = np.frombuffer(b"ACGT", dtype=np.uint8)
+    scale = mbp / sum(HG38_MBP)
+    names = [f"chr{i}" for i in range(1, 23)] + ["chrX", "chrY", "chrM"]
+    total = 0
+    with open(path, "wb") as handle:
+        for name, size in zip(names, HG38_MBP):
+            length = max(20_000, int(size * scale * 1e6))
+            handle.write(f">{name}\n".encode())
+            gaps = [(0, 10_000), (length - 10_000, length)]
+            if length > 1_000_000:
+                middle = length // 2
+                gaps.append((middle, middle + int(0.03 * length)))
+                gaps += [(int(g), int(g) + int(rng.integers(50, 50_000))) for g in rng.integers(0, length, length // 2_000_000)]
+            written, lower = 0, bool(rng.integers(0, 2))
+            run_left = int(rng.exponential(300)) + 1
+            while written < length:
+                n = min(chunk, length - written)
+                bases = letters[np.searchsorted([0.295, 0.5, 0.705], rng.random(n))].copy()
+                # alternate uppercase and lowercase runs of exponential length (mean 300 nt)
+                position = 0
+                mask = np.zeros(n, dtype=bool)
+                while position < n:
+                    take = min(run_left, n - position)
+                    mask[position:position + take] = lower
+                    position += take
+                    run_left -= take
+                    if run_left == 0:
+                        lower, run_left = not lower, int(rng.exponential(300)) + 1
+                bases[mask] += 32
+                for start, end in gaps:
+                    a, b = max(start, written), min(end, written + n)
+                    if a < b:
+                        bases[a - written:b - written] = ord("N")
+                full = n // 60 * 60
+                rows = np.concatenate((bases[:full].reshape(-1, 60), np.full((full // 60, 1), 10, np.uint8)), axis=1)
+                handle.write(rows.tobytes())
+                if full < n:
+                    handle.write(bases[full:].tobytes() + b"\n")
+                written += n
+            total += length
+    return total
 
 
 def _disk(path: Path) -> int:
@@ -106,8 +168,9 @@ def probe(tokens: str, steps: int, batch: int) -> None:
                       "train_windows": data["train"].num_windows}))
 
 
-def measure(n: int, args: argparse.Namespace) -> dict:
-    work = Path(args.work_dir) / str(n)
+def measure(n: int, args: argparse.Namespace, genome_mbp: int = 0) -> dict:
+    """Every stage on `n` synthetic transcripts, or on a synthetic genome of `genome_mbp` Mbp."""
+    work = Path(args.work_dir) / (f"genome{genome_mbp}" if genome_mbp else str(n))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     logs = work / "logs"
@@ -115,10 +178,24 @@ def measure(n: int, args: argparse.Namespace) -> dict:
     fasta, prepare, encode, quantize, ngram = (work / name for name in ("rna.fasta", "prepare", "encode", "quantize",
                                                                         "ngram"))
     rows: dict[str, dict] = {}
-    steps = [
-        ("download", ["download_rna_sequences.py", "--source", "synthetic", "--max_sequences", str(n), "--output",
-                      str(fasta), "--seed", str(args.seed)], fasta),
-        ("prepare", ["prepare_autoregressive_data.py", "--fasta", str(fasta), "--output_dir", str(prepare)], prepare),
+    if genome_mbp:
+        started = time.perf_counter()
+        fasta = work / "genome.fa"
+        write_genome(fasta, genome_mbp, args.seed)
+        rows["genome"] = {"seconds": time.perf_counter() - started, "peak_rss_mib": float("nan"),
+                          "disk_bytes": fasta.stat().st_size}
+        prepare_argv = ["--split_by", "region"]
+        first = []
+    else:
+        prepare_argv = []
+        first = [("download", ["download_rna_sequences.py", "--source", "synthetic", "--max_sequences", str(n),
+                               "--output", str(fasta), "--seed", str(args.seed)], fasta)]
+    family = [("prepare_family", ["prepare_autoregressive_data.py", "--fasta", str(fasta), "--output_dir",
+                                  str(work / "prepare_family"), "--split_by", "family"], work / "prepare_family")] \
+        if args.family and not genome_mbp else []
+    steps = first + family + [
+        ("prepare", ["prepare_autoregressive_data.py", "--fasta", str(fasta), "--output_dir", str(prepare),
+                     *prepare_argv], prepare),
         ("encode", ["lambeq_encoder.py", "--data_dir", str(prepare), "--output_dir", str(encode), "--device", "cpu"],
          encode),
         ("quantize", ["quantize_lambeq_embeddings.py", "--embeddings_dir", str(encode), "--output_dir", str(quantize)],
@@ -129,7 +206,12 @@ def measure(n: int, args: argparse.Namespace) -> dict:
     for name, argv, output in steps:
         rows[name] = _stage(argv, args.memory_limit_gib, logs / f"{name}.log")
         rows[name]["disk_bytes"] = _disk(output)
-        print(f"  {n}: {name} {rows[name]['seconds']:.1f} s, peak {rows[name]['peak_rss_mib']:.0f} MiB", flush=True)
+        if name.startswith("prepare"):
+            rows[name]["phases"] = json.loads((output / "metrics.json").read_text())["seconds_by_phase"]
+        print(f"  {n}: {name} {rows[name]['seconds']:.1f} s, peak {rows[name]['peak_rss_mib']:.0f} MiB "
+              f"{rows[name].get('phases', '')}", flush=True)
+        if name == "prepare_family":
+            shutil.rmtree(output, ignore_errors=True)
     windows = json.loads((prepare / "metadata.json").read_text())["windows"]
     for row in rows.values():
         row["bytes_per_window"] = row["disk_bytes"] / windows
@@ -141,7 +223,9 @@ def measure(n: int, args: argparse.Namespace) -> dict:
     trainer = json.loads(proc.stdout.strip().splitlines()[-1])
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    return {"transcripts": n, "windows": windows, "stages": rows, "trainer": trainer}
+    label = f"{genome_mbp} Mbp" if genome_mbp else f"{n:,}"
+    return {"transcripts": n, "genome_mbp": genome_mbp, "label": label, "windows": windows, "stages": rows,
+            "trainer": trainer}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,16 +234,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"bench_scale: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, limit {args.memory_limit_gib} GiB "
           "per process")
-    results = [measure(n, args) for n in args.transcripts]
-    print(f"\n{'transcripts':>11} {'windows':>11} {'stage':<9} {'wall s':>8} {'peak MiB':>9} {'disk MB':>9} {'B/window':>9}")
+    results = [measure(n, args) for n in args.transcripts] + [measure(0, args, mbp) for mbp in args.genome_mbp]
+    print(f"\n{'data':>11} {'windows':>11} {'stage':<14} {'wall s':>8} {'peak MiB':>9} {'disk MB':>9} {'B/window':>9}")
     for result in results:
         for name, row in result["stages"].items():
-            print(f"{result['transcripts']:>11,} {result['windows']:>11,} {name:<9} {row['seconds']:>8.1f} "
+            print(f"{result['label']:>11} {result['windows']:>11,} {name:<14} {row['seconds']:>8.1f} "
                   f"{row['peak_rss_mib']:>9.0f} {row['disk_bytes'] / 1e6:>9.1f} {row['bytes_per_window']:>9.2f}")
+            if "phases" in row:
+                print(f"{'':>11} {'':>11} {'':<14} " + ", ".join(f"{k} {v:.1f} s" for k, v in row["phases"].items()))
         data_stages = sum(result["stages"][s]["seconds"] for s in ("prepare", "encode", "quantize", "ngram"))
-        print(f"{'':>11} {'':>11} {'4 stages':<9} {data_stages:>8.1f}  (prepare + encode + quantize + n-gram)")
+        print(f"{'':>11} {'':>11} {'4 stages':<14} {data_stages:>8.1f}  (prepare + encode + quantize + n-gram)")
         t = result["trainer"]
-        print(f"{'':>11} {'':>11} {'trainer':<9} first step {t['first_step_s']:.1f} s after launch, median step "
+        print(f"{'':>11} {'':>11} {'trainer':<14} first step {t['first_step_s']:.1f} s after launch, median step "
               f"{t['median_step_ms']:.1f} ms, peak {t['peak_rss_mib']:.0f} MiB")
     print(json.dumps(results))
     return 0

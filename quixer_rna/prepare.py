@@ -479,11 +479,15 @@ def run_prepare(config: PrepareConfig) -> int:
         )
     with stage_run(config.output_dir, STAGE, config.record(), role="prepare", overwrite=config.overwrite) as run:
         output_dir = run.output_dir
+        phases: dict[str, float] = {}
+        mark = time.perf_counter()
         found = collect(config)
         if not found.units:
             raise _no_window_error(config, found)
+        phases["read"], mark = time.perf_counter() - mark, time.perf_counter()
         split = split_units(config, found.units)
         guard_bases = apply_guards(config, found.units, split.split) if config.split_by == "region" else 0
+        phases["group_and_split"], mark = time.perf_counter() - mark, time.perf_counter()
 
         per_split: dict[str, dict] = {}
         groups_in: dict[str, set[str]] = {}
@@ -511,6 +515,7 @@ def run_prepare(config: PrepareConfig) -> int:
                             | (groups_in["val"] & groups_in["test"]))
         _write_splits_table(output_dir / SPLITS_FILE, found.units, split, found)
         del found.units[:]  # the ids are on disk now; the leak figure reads them from there
+        phases["write"], mark = time.perf_counter() - mark, time.perf_counter()
 
         total_windows = sum(s["windows"] for s in per_split.values())
         metadata = {
@@ -552,6 +557,7 @@ def run_prepare(config: PrepareConfig) -> int:
             metadata["block_size"] = config.block_size
             metadata["guard_nt"] = window_span(config.k, config.stride, config.window_size)
         metadata["leak"] = _leak(config, output_dir, metadata)
+        phases["leak"] = time.perf_counter() - mark
         # metadata.json last: a folder that has it holds a whole stream.
         atomic_write_json(output_dir / METADATA_FILE, metadata)
         if config.write_sentences:
@@ -569,6 +575,7 @@ def run_prepare(config: PrepareConfig) -> int:
             "synthetic": found.synthetic,
             "bytes_on_disk": sum((output_dir / s / f).stat().st_size for s in SPLITS for f in per_split[s]["sha256"]),
             "seconds": seconds,
+            "seconds_by_phase": phases,
         })
     leak = metadata["leak"]
     LOG.info(

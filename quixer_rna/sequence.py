@@ -127,11 +127,10 @@ def codes_inside_runs(digits: np.ndarray, run_lengths: np.ndarray, length: int) 
         return codes, np.zeros(0, dtype=np.int64)
     ends = np.cumsum(run_lengths)
     starts = ends - run_lengths
-    inside = np.zeros(len(codes) + 1, dtype=np.int32)
     last = ends - length + 1  # one past the last start inside each run
     keep = last > starts
-    np.add.at(inside, starts[keep], 1)
-    np.add.at(inside, np.minimum(last[keep], len(codes)), -1)
+    inside = np.bincount(starts[keep], minlength=len(codes) + 1) \
+        - np.bincount(np.minimum(last[keep], len(codes)), minlength=len(codes) + 1)
     ok = np.cumsum(inside[:-1]) > 0
     bad = np.concatenate(([0], np.cumsum(digits == OTHER, dtype=np.int64)))
     ok &= (bad[length:length + len(codes)] - bad[:len(codes)]) == 0
