@@ -11,7 +11,9 @@ Fourier-mixing layers, FFN 4x embedding; all with dropout 0.1, predicting from t
 ngram is a count-based model of --order tokens with interpolated Kneser-Ney smoothing, its discounts
 tuned on val; it has no training loop (optimiser flags are ignored) and writes metrics.json,
 test_predictions.npz and ngram_model.pt (counts and discounts). markov is the order-m nucleotide Markov
-reference (m chosen on val) scored on the same target k-mers; it needs raw k-mer tokens."""
+reference (m chosen on val) scored on the same target k-mers (on cluster tokens: each k-mer's probability added
+to its cluster's). bottleneck is the control for Quixer's circuit: Quixer's embedding and head around a classical
+position-weighted mixer onto 3n features (--features)."""
 
 from __future__ import annotations
 
@@ -20,11 +22,13 @@ import argparse
 from quixer_rna.cli import add_union_args, dataclass_values, make_parser, positive_int, run_cli
 from quixer_rna.errors import UserError
 from quixer_rna.markov import run_markov_stage
+from quixer_rna.models.bottleneck import BottleneckConfig
 from quixer_rna.models.classical import CONFIGS
 from quixer_rna.ngram import COUNTING_MODES, run_ngram_stage
 from quixer_rna.training.cli import add_training_args, print_summary, run_training_stage
 
-MODELS = (*CONFIGS, "ngram", "markov")
+NEURAL = {**CONFIGS, "bottleneck": BottleneckConfig}
+MODELS = (*NEURAL, "ngram", "markov")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(epochs=100)
     group = parser.add_argument_group("model")
     group.add_argument("--model", choices=MODELS, required=True, help="which baseline to train")
-    add_union_args(group, CONFIGS)
+    add_union_args(group, NEURAL)
     group.add_argument("--order", type=positive_int, default=3,
                        help="ngram: n-gram order, the target and the order-1 tokens before it")
     group.add_argument(
@@ -43,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ngram: targets counts each train window's target n-gram (the neural models' training examples); "
         "transcript counts every position of the train stream's windowed stretches once",
     )
-    group.add_argument("--max_markov_order", type=positive_int, default=12,
+    group.add_argument("--max_markov_order", type=positive_int, default=10,
                        help="markov: the largest nucleotide context tried on val (orders 0..this)")
     return parser
 
@@ -57,7 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.model == "markov":
         print_summary(run_markov_stage(args))
         return 0
-    config_cls = CONFIGS[args.model]
+    config_cls = NEURAL[args.model]
     try:
         config = config_cls(**dataclass_values(config_cls, args, given_only=True))
     except ValueError as exc:

@@ -9,8 +9,12 @@ context) as the product of its new nucleotides' probabilities, each given the m 
 the train stream's nucleotides after each context of m nucleotides inside one stretch. Its cross-entropy is
 therefore in nats per target k-mer like the others', and bits per nucleotide are CE / (new nt per target *
 ln 2), the scale of the literature (order-0 ~1.95, Markov ~1.92, best ~1.84-1.87 bits/nt on human coding
-sequence). The order m and alpha are chosen on the validation windows. Needs raw k-mer tokens and
-k-mers that tile the sequence (stride <= k).
+sequence). The order m and alpha are chosen on the validation windows. Needs k-mers that tile the sequence
+(stride <= k).
+
+On the cluster track the same model is the strong count reference: every possible target k-mer's probability is
+added to its cluster's, so it predicts a normalised distribution over clusters (order and alpha are chosen on the
+k-mer level, where the model is defined).
 """
 
 from __future__ import annotations
@@ -144,6 +148,29 @@ class MarkovModel:
         return {"nll": torch.from_numpy(nll.astype(np.float32)), "correct": torch.from_numpy(ranked[:, 0] == truth),
                 "top5": torch.from_numpy((ranked == truth[:, None]).any(1))}
 
+    def token_probabilities(self, ids: np.ndarray, token_map: np.ndarray, vocab_size: int) -> np.ndarray:
+        """P(token | context) [B, vocab_size]: each possible target k-mer's probability added to its token's
+        (`token_map`: k-mer id -> token, -1 for k-mers no split holds), renormalised over the mapped k-mers."""
+        log_prob = self.candidate_log_probs(ids)
+        prefix = ids[:, -1].astype(np.int64) >> (2 * self.new)  # bases the target shares with its context
+        kmer = prefix[:, None] * 4**self.new + np.arange(4**self.new)
+        token = token_map[kmer]
+        mapped = token >= 0
+        rows = np.broadcast_to(np.arange(len(ids))[:, None], token.shape)
+        flat = (rows * vocab_size + np.maximum(token, 0))[mapped]
+        mass = np.bincount(flat, weights=np.exp(log_prob)[mapped], minlength=len(ids) * vocab_size)
+        mass = mass.reshape(len(ids), vocab_size)
+        return mass / mass.sum(1, keepdims=True)
+
+    def token_scores(self, ids: np.ndarray, token_map: np.ndarray, vocab_size: int) -> dict[str, torch.Tensor]:
+        """Per-window NLL, top-1 and top-5 hits of the target's token under `token_probabilities`."""
+        prob = self.token_probabilities(ids, token_map, vocab_size)
+        truth = token_map[ids[:, -1].astype(np.int64)]
+        nll = -np.log(np.maximum(prob[np.arange(len(ids)), truth], 1e-300))
+        ranked = np.argsort(-prob, axis=1, kind="stable")[:, :TOP_K]
+        return {"nll": torch.from_numpy(nll.astype(np.float32)), "correct": torch.from_numpy(ranked[:, 0] == truth),
+                "top5": torch.from_numpy((ranked == truth[:, None]).any(1))}
+
 
 def choose_order(counts: MarkovCounts, k: int, stride: int, val_ids: np.ndarray) -> tuple[int, float, dict]:
     """The (order, alpha) of lowest val cross-entropy, and the val CE of every order (at its best alpha)."""
@@ -161,9 +188,10 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
     """Count on train, choose the order and alpha on val, score test: writes the results schema and
     test_predictions.npz like every model stage."""
     data = open_tokens(args.data_dir)
-    if data.meta["kind"] != "identity":
-        raise UserError(f"--model markov: {data.folder} holds {data.tokenizer} tokens; the nucleotide Markov model "
-                        "scores raw k-mers: give the output of prepare_classical_benchmarks.py")
+    if data.meta["kind"] not in ("identity", "kmer_map"):
+        raise UserError(f"--model markov: {data.folder} holds per-window {data.tokenizer} tokens; the nucleotide "
+                        "Markov model scores tokens that are a function of the target k-mer (raw k-mers or clusters)")
+    token_map = None if data.meta["kind"] == "identity" else data["test"].token_map.numpy()
     k, stride = data.k, int(data.stream.meta["stride"])
     if stride > k:
         raise UserError(f"--model markov: the k-mers of {data.stream.folder} skip nucleotides (stride {stride} > "
@@ -187,14 +215,17 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
         arrays = ScoreArrays(test.num_windows)
         with Progress(test.num_windows, "markov test", unit="window", every=args.log_every) as progress:
             for begin, end in test.stream.iter_chunks(BATCH):
-                arrays.put(begin, model.scores(test.stream.windows(np.arange(begin, end))))
+                ids = test.stream.windows(np.arange(begin, end))
+                arrays.put(begin, model.scores(ids) if token_map is None
+                           else model.token_scores(ids, token_map, data.vocab_size))
                 progress.update(end - begin)
         scores = arrays.scores()
         summary = summarize(score_sums(scores))
         save_predictions(output_dir / PREDICTIONS_FILE, scores["nll"].numpy(), scores["correct"].numpy(),
                          scores["top5"].numpy(), test.window_transcripts(), data.fingerprint)
-        LOG.info("markov order %d (alpha %.3g): test %.4f nats per k-mer = %.4f bits/nt", order, alpha,
-                 summary["loss"], summary["loss"] / (model.new * math.log(2)))
+        LOG.info("markov order %d (alpha %.3g): test %.4f nats per %s", order, alpha, summary["loss"],
+                 f"k-mer = {summary['loss'] / (model.new * math.log(2)):.4f} bits/nt" if token_map is None
+                 else f"{data.tokenizer} token (k-mer probabilities summed within each token)")
         result = {
             "model": "markov",
             "seed": args.seed,
@@ -208,7 +239,8 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
             "train_seconds": time.perf_counter() - started,
             "train": train_info,
             "model_config": {"order": order, "alpha": alpha, "max_order": args.max_markov_order,
-                             "new_nucleotides_per_target": model.new},
+                             "new_nucleotides_per_target": model.new,
+                             "tokens": "k-mers" if token_map is None else "k-mer probabilities summed per token"},
             "order_selection": tried,
             "windows": {name: split.num_windows for name, split in data.splits.items()},
             "device": "cpu",

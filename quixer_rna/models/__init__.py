@@ -24,7 +24,7 @@ from ..errors import UserError
 
 _REGISTRY: dict[str, tuple[type, type | None]] = {}
 # Modules that register models; imported on first use so a script only pays for what it builds.
-_MODEL_MODULES = ("quixer_rna.models.quixer", "quixer_rna.models.classical")
+_MODEL_MODULES = ("quixer_rna.models.quixer", "quixer_rna.models.classical", "quixer_rna.models.bottleneck")
 
 
 def register(name: str, config: type | None = None) -> Callable[[type], type]:

@@ -105,6 +105,10 @@ class LSTMModel(nn.Module):
         )
         self.head = nn.Linear(hidden_dim, vocab_size)
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.head
+
     def sequence_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token logits after every prefix, [B, T, V]."""
         states, _ = self.lstm(self.dropout(self.embedding(tokens)))
@@ -151,6 +155,10 @@ class TransformerModel(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.head = nn.Linear(embedding_dim, vocab_size)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.head
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
         """The encoder's output at every position, each seeing only itself and earlier tokens, [B, T, E]."""
@@ -211,6 +219,10 @@ class FNetModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(FourierBlock(embedding_dim, ffn_dim, dropout) for _ in range(num_layers))
         self.head = nn.Linear(embedding_dim, vocab_size)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.head
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         length = tokens.shape[1]

@@ -43,6 +43,9 @@ class QuixerConfig:
         "type": nonnegative_float,
         "help": "adds WEIGHT * (-log mean post-selection probability) to the training loss, so training trades "
                 "cross-entropy for fewer repetitions on a device; 0 = the paper's loss"})
+    freeze_circuit: bool = field(default=False, metadata={
+        "help": "a control: the circuit's parameters (the token-to-angle map, the LCU and polynomial coefficients, "
+                "the readout angles) stay at their initialisation; only the embedding and the head train"})
 
 
 @register("quixer", QuixerConfig)
@@ -50,7 +53,7 @@ class QuixerModel(nn.Module):
     def __init__(self, vocab_size: int, context_length: int, embedding_dim: int = 512, qubits: int = 6,
                  ansatz_layers: int = 4, qsvt_degree: int = 3, dropout: float = 0.1,
                  init_strategy: str = "small_gaussian", init_std: float = 0.1, use_layerwise_training: bool = False,
-                 layerwise_epochs: int = 2, postselection_weight: float = 0.0) -> None:
+                 layerwise_epochs: int = 2, postselection_weight: float = 0.0, freeze_circuit: bool = False) -> None:
         super().__init__()
         if init_strategy not in INIT_STRATEGIES:
             raise ValueError(f"init_strategy {init_strategy!r}: choose from {', '.join(INIT_STRATEGIES)}")
@@ -87,6 +90,24 @@ class QuixerModel(nn.Module):
             with torch.no_grad():  # layers not yet active start exactly at the identity
                 self.token_angles.weight[self.angles_per_layer:] = 0.0
                 self.token_angles.bias[self.angles_per_layer:] = 0.0
+        self.freeze_circuit = freeze_circuit
+        if freeze_circuit:
+            for parameter in self.circuit_parameters():
+                parameter.requires_grad_(False)
+
+    def circuit_parameters(self) -> list[nn.Parameter]:
+        """What defines the circuit given the embeddings: the token-to-angle map, LCU and polynomial
+        coefficients, readout angles."""
+        return [self.token_angles.weight, self.token_angles.bias, self.lcu_real, self.lcu_imag, self.poly_coeffs,
+                self.readout_angles]
+
+    def no_weight_decay(self) -> set[str]:
+        """Angles and coefficients are not weights to shrink: zero angles are the identity circuit."""
+        return {"token_angles.weight", "token_angles.bias", "lcu_real", "lcu_imag", "poly_coeffs", "readout_angles"}
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.head[-1]
 
     def memory_estimate(self, windows: int, dtype: torch.dtype = torch.float32) -> tuple[int, str]:
         """Bytes the simulator holds for a forward + backward of `windows` windows (chunked as tightly as

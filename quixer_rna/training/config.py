@@ -24,9 +24,11 @@ class TrainConfig:
                 "that fills a GPU: smaller ones leave it waiting on kernel launches)"})
     eval_batch_size: int = field(default=256, metadata={"type": positive_int,
                                                         "help": "windows per forward pass when evaluating"})
-    lr: float = field(default=2e-3, metadata={"type": positive_float, "help": "peak learning rate of Adam"})
-    weight_decay: float = field(default=1e-4, metadata={
-        "type": nonnegative_float, "help": "L2 weight decay inside Adam (as in the Quixer paper's code)"})
+    lr: float = field(default=2e-3, metadata={"type": positive_float, "help": "peak learning rate of AdamW"})
+    weight_decay: float = field(default=0.01, metadata={
+        "type": nonnegative_float,
+        "help": "AdamW's decoupled weight decay, on weight matrices only (not on biases, norms, embeddings or a "
+                "circuit's angles and coefficients)"})
     grad_clip: float = field(default=5.0, metadata={"type": nonnegative_float,
                                                     "help": "max gradient norm; 0 = no clipping"})
     warmup_steps: int = field(default=0, metadata={

@@ -44,6 +44,7 @@ from ..progress import Progress
 from ..runio import atomic_write_text, to_json
 from .config import TrainConfig
 from .distributed import DistContext, rank_seed
+from .optim import decay_summary, make_optimizer, start_at_unigram
 
 LOG = logging.getLogger("quixer_rna.training")
 HISTORY_FILE = "metrics.jsonl"
@@ -110,6 +111,7 @@ class LoopState:
     extra_sums: dict[str, torch.Tensor] = field(default_factory=dict)
     interval_seconds: float = 0.0
     train_seconds: float = 0.0
+    windows_seen: int = 0
     best_val_loss: float = math.inf
     best_epoch: int = 0
     best_step: int = 0
@@ -172,6 +174,7 @@ class Trainer:
         except (TypeError, ValueError) as exc:
             raise UserError(f"--model {model_name} with {config_dict(self.model_config)}: {exc}") from exc
         self._check_memory(model)
+        self.starts_at_unigram = start_at_unigram(model, train.target_counts())
         self.model = model.to(self.device)
         if dist.rank > 0:  # ranks share the weights just built, not their dropout masks
             torch.manual_seed(rank_seed(config.seed, dist.rank))
@@ -180,7 +183,7 @@ class Trainer:
         if dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_module = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = make_optimizer(self.model, config.lr, config.weight_decay)
         self.steps_per_epoch = epoch_order(train.num_windows, config.batch_size, config.seed, 0,
                                            config.max_steps_per_epoch)[1]
         total = self.steps_per_epoch * config.epochs
@@ -431,6 +434,7 @@ class Trainer:
                 state.train_sums = state.train_sums.to(self.device) + score_sums({k: v.detach() for k, v in scores.items()})
                 self._accumulate_extras(len(local))
                 windows_done += len(batch)
+                state.windows_seen += len(batch)
                 state.next_step = step + 1
                 state.global_step += 1
                 progress.update()
@@ -522,6 +526,13 @@ class Trainer:
             "windows": {s: (self.train if s == "train" else data[s]).num_windows for s in SPLITS},
             "epochs_run": sum(1 for r in history if r.get("epoch_end")),
             "steps": state.global_step,
+            "windows_seen": state.windows_seen,
+            "epochs_seen": state.windows_seen / max(1, self.train.num_windows),
+            "stopped_by": "patience" if state.stopped_early else "budget",
+            "converged": self.config.patience > 0 and state.bad_evaluations >= self.config.patience,
+            "optimizer": {"name": "AdamW", "weight_decay": self.config.weight_decay,
+                          "parameters": decay_summary(self.model, self.config.weight_decay),
+                          "output_bias_start": "train unigram" if self.starts_at_unigram else "default"},
             "evaluations": len(history),
             "best_epoch": state.best_epoch,
             "best_step": state.best_step,
