@@ -363,7 +363,7 @@ class Tuner:
                 raise
             write_result(trial_dir, result)
             run.close("completed")
-        value = float(result["best_val_loss"])
+        value = float(result["val"]["loss"])
         if not math.isfinite(value):
             raise ValueError(f"no finite val loss in {result['evaluations']} evaluation(s)")
         trial.set_user_attr("best_step", result["best_step"])

@@ -217,7 +217,7 @@ def test_two_ranks_equal_one_process_without_dropout(runs):
     assert two["steps"] == one["steps"] == 12 and two["evaluations"] == one["evaluations"] == 4
     for key in ("loss", "accuracy", "top5_accuracy"):
         assert two["test"][key] == pytest.approx(one["test"][key], abs=1e-5)
-    assert two["best_val_loss"] == pytest.approx(one["best_val_loss"], abs=1e-6)
+    assert two["val"]["loss"] == pytest.approx(one["val"]["loss"], abs=1e-6)
     assert two["best_step"] == one["best_step"] == 12  # the premise of test_a_rank_tests_with_the_best_weights
     one_rows, two_rows = _rows(runs / "one"), _rows(runs / "nodrop")
     assert [r["step"] for r in one_rows] == [r["step"] for r in two_rows]

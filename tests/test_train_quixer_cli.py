@@ -133,7 +133,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, capsys, monkeypatch):
     assert ckpt.load_checkpoint(tmp_path / "cut" / ckpt.LAST)["state"]["next_step"] == 4
     assert script.main(argv(data, tmp_path / "cut", *flags)) == 0
     a, b = read_result(tmp_path / "ref"), read_result(tmp_path / "cut")
-    assert a.test == b.test and a.raw["best_val_loss"] == b.raw["best_val_loss"]
+    assert a.test == b.test and a.val_loss == b.val_loss
     wa, wb = (ckpt.load_checkpoint(p / ckpt.LAST)["model"] for p in (tmp_path / "ref", tmp_path / "cut"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
@@ -298,7 +298,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     one = read_result(tmp_path / "one").raw
     two = read_result(tmp_path / "two").raw
     assert (one["world_size"], two["world_size"]) == (1, 2)
-    assert two["best_val_loss"] == pytest.approx(one["best_val_loss"], abs=1e-6)
+    assert two["val"]["loss"] == pytest.approx(one["val"]["loss"], abs=1e-6)
     rows = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
             for name in ("one", "two")]
     assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]] == [2, 3]

@@ -179,7 +179,7 @@ def test_evaluations_every_n_steps_are_rows_and_checkpoints(tmp_path, data):
     assert result["evaluations"] == 4 and result["epochs_run"] == 2
     best = min(rows, key=lambda r: r["val_loss"])
     assert (result["best_epoch"], result["best_step"]) == (best["epoch"], best["step"])
-    assert result["best_val_loss"] == best["val_loss"]
+    assert result["val"]["loss"] == best["val_loss"]
     # each row's train metrics cover only the steps since the evaluation before
     assert all(0 < r["train_loss"] < 10 for r in rows)
 

@@ -76,7 +76,7 @@ def test_study_writes_every_output_continues_on_rerun_and_best_params_train(data
     assert best["lr"] == json.loads(rows[metrics["best_trial"]]["params"])["lr"]
     trial = out / "trials" / str(metrics["best_trial"])
     trial_metrics = json.loads((trial / "metrics.json").read_text())
-    assert trial_metrics["best_val_loss"] == metrics["best_value"] and trial_metrics["epochs_run"] == 2
+    assert trial_metrics["val"]["loss"] == metrics["best_value"] and trial_metrics["epochs_run"] == 2
     assert json.loads((trial / "args.json").read_text())["role"] == "trial"
     assert json.loads((out / "args.json").read_text())["status"] == "completed"
 
@@ -150,7 +150,7 @@ def fake_trainer(losses: dict[int, float], crash: int):
                 "test": {"loss": 1.0, "perplexity": 2.7, "accuracy": 0.1, "top5_accuracy": 0.5},
                 "references": {}, "parameters": 7, "train_seconds": 0.1,
                 "train": {"fraction": 1.0, "windows": 1, "kmers": 1}, "model_config": {},
-                "best_val_loss": losses[number], "best_step": config.epochs, "epochs_run": config.epochs,
+                "val": {"loss": losses[number]}, "best_step": config.epochs, "epochs_run": config.epochs,
                 "evaluations": config.epochs}
 
     return train

@@ -1,18 +1,21 @@
 """A model's result: the metrics.json every model stage writes (neural trainers, the n-gram, the nucleotide
 Markov reference) and the report reads, defined once with a strict reader.
 
-    model             str     "quixer", "lstm", "transformer", "fnet", "ngram", "markov"
+    model             str     "quixer", "lstm", "transformer", "fnet", "bottleneck", "ngram", "markov"
     seed              int     the run's --seed
     tokens            dict    folder, tokenizer ("clusters", "raw k-mers"), vocab_size, k, fingerprint
     test              dict    loss (nats per target), perplexity, accuracy, top5_accuracy
+    val               dict    loss: the validation cross-entropy the model was chosen by (a trainer's best
+                              evaluation; the count models' at their chosen settings), windows_used
     references        dict    uniform_perplexity, unigram_perplexity (the same targets)
-    parameters        int     trainable parameters (n-gram: stored n-gram types)
+    parameters        int     trainable parameters (n-gram: stored n-gram types; Markov: counts)
     train_seconds     float
     train             dict    fraction (of training genes), windows, kmers (k-mers of the training transcripts
                               used), genes
     model_config      dict
-    optional: val (best validation loss ...), train_config, epochs_run, best_epoch, best_step, extra (model
-    metrics such as mean_postselection), tuned_from (a best_params.json), budget, device, world_size, notes.
+    neural models also: converged (validation loss stopped improving for --patience evaluations), stopped_by
+    ("patience" or "budget"), windows_seen, epochs_seen, optimizer, train_config, epochs_run, best_epoch,
+    best_step; optional: extra (model metrics such as mean_postselection), device, world_size, notes.
 
 Roles live in args.json ("role": "train" for all of them); the report never guesses from folder names.
 """
@@ -30,7 +33,8 @@ from .predictions import FILE as PREDICTIONS_FILE
 
 FORMAT = "quixer-rna-result"
 VERSION = 1
-REQUIRED = ("model", "seed", "tokens", "test", "references", "parameters", "train_seconds", "train", "model_config")
+REQUIRED = ("model", "seed", "tokens", "test", "val", "references", "parameters", "train_seconds", "train",
+            "model_config")
 TEST_KEYS = ("loss", "perplexity", "accuracy", "top5_accuracy")
 TOKEN_KEYS = ("folder", "tokenizer", "vocab_size", "k", "fingerprint")
 TRAIN_KEYS = ("fraction", "windows", "kmers")
@@ -48,6 +52,10 @@ class ModelResult:
     train_seconds: float
     train: dict[str, Any]
     model_config: dict[str, Any]
+    val_loss: float
+    converged: bool | None = None  # None: a count model, which has no training to converge
+    stopped_by: str | None = None
+    epochs_seen: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -76,7 +84,7 @@ def _check(path: Path, payload: dict[str, Any]) -> None:
     missing = [key for key in REQUIRED if key not in payload]
     if missing:
         raise UserError(f"{path}: result lacks {', '.join(missing)}")
-    for key, keys in (("test", TEST_KEYS), ("tokens", TOKEN_KEYS), ("train", TRAIN_KEYS)):
+    for key, keys in (("test", TEST_KEYS), ("tokens", TOKEN_KEYS), ("train", TRAIN_KEYS), ("val", ("loss",))):
         if not isinstance(payload[key], dict) or any(k not in payload[key] for k in keys):
             raise UserError(f"{path}: '{key}' must hold {', '.join(keys)}")
     loss = payload["test"]["loss"]
@@ -97,5 +105,7 @@ def read_result(folder: str | Path) -> ModelResult:
         folder=folder, model=str(payload["model"]), seed=int(payload["seed"]), tokens=payload["tokens"],
         test=payload["test"], references=payload["references"], parameters=int(payload["parameters"]),
         train_seconds=float(payload["train_seconds"]), train=payload["train"], model_config=payload["model_config"],
+        val_loss=float("nan") if payload["val"]["loss"] is None else float(payload["val"]["loss"]),
+        converged=payload.get("converged"), stopped_by=payload.get("stopped_by"), epochs_seen=payload.get("epochs_seen"),
         extra=payload.get("extra") or {}, raw=payload,
     )
