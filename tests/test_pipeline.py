@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from quixer_rna.study.__main__ import main as study_main
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "run_pipeline.sh"
 NEURAL = ("quixer", "lstm", "transformer", "fnet")
@@ -136,12 +138,19 @@ def test_cluster_study_with_tuning_and_data_scaling(tmp_path):
     assert "## Quantum cost" in (out / "report.md").read_text()
 
 
-def test_usage_line_on_bad_arguments():
-    for args in (["--bogus"], ["--csv", "x.csv"], ["--fasta"], ["--out"], ["--seeds", "a"], ["--tune", "-1"],
-                 ["--train_fractions", "2"], ["--tracks", "words"]):
-        proc = _pipeline(*args, timeout=60)
-        assert proc.returncode == 2, args
-        assert proc.stderr.strip().splitlines()[-1].startswith("usage: run_pipeline.sh"), proc.stderr
+def test_usage_line_on_bad_arguments(capsys):
+    proc = _pipeline("--bogus", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("usage: run_pipeline.sh"), proc.stderr
+    # the rest in this process: the script hands its arguments to quixer_rna.study unchanged
+    for args in (["--csv", "x.csv"], ["--fasta"], ["--out"], ["--seeds", "a"], ["--tune", "-1"],
+                 ["--train_fractions", "2"], ["--tracks", "words"], ["--jobs", "0"], ["--fasta", "missing.fa"]):
+        with pytest.raises(SystemExit) as stop:
+            study_main(args)
+        assert stop.value.code == 2, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 2 and lines[0].startswith("run_pipeline.sh: error: "), lines
+        assert lines[1].startswith("usage: run_pipeline.sh"), lines
 
 
 def test_failing_stage_stops_with_its_name_and_error(tmp_path):

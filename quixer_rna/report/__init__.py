@@ -370,7 +370,7 @@ def _timings_section(runs_dir: Path) -> tuple[list[str], dict[str, Any] | None]:
     out = ["## Pipeline", ""]
     settings = timings.get("settings")
     if isinstance(settings, dict) and settings:
-        out += ["Settings (top of `run_pipeline.sh`):", "", _table(("setting", "value"), [[str(k), _fmt(v)] for k, v in
+        out += ["Settings (`quixer_rna/study/settings.py`):", "", _table(("setting", "value"), [[str(k), _fmt(v)] for k, v in
                                                                                            settings.items()]), ""]
     stages = [s for s in timings.get("stages") or [] if isinstance(s, dict)]
     if stages:

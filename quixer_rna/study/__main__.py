@@ -1,0 +1,121 @@
+"""The command line of the whole study (run_pipeline.sh runs `python -m quixer_rna.study "$@"`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NoReturn, Sequence
+
+from ..errors import UserError
+from .plan import plan
+from .runner import absolute, describe, run
+from .settings import TRACKS, Choices, Settings
+
+PROG = "run_pipeline.sh"
+USAGE = (f"{PROG} [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]] "
+         "[--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--jobs N] [--dry_run]")
+DESCRIPTION = """\
+The whole study in one command: (download ->) prepare -> encode -> quantize -> two token tracks (the cluster
+tokens and raw k-mers) -> Quixer, LSTM, Transformer, FNet and the n-gram on each (and the nucleotide Markov
+reference on raw k-mers) -> Quixer's circuit cost -> report, each stage in its own folder under --out.
+
+With no --fasta or --csv the data are SYNTHETIC transcripts: the pipeline and its report say so loudly.
+Rerunning the same command with the same --out skips completed stages (run with the same arguments), lets the
+trainers resume from their last checkpoint and reruns any other unfinished stage; a second pipeline on the
+same --out while one runs is refused. Set PYTHON to choose the interpreter of the stages (default python3).
+Every setting (and the --quick preset) is in quixer_rna/study/settings.py."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """A mistake is one line naming the flag, then the usage line; exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n{self.format_usage()}")
+
+
+def _matching(pattern: str, expected: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return text
+    return check
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, usage=USAGE, description=DESCRIPTION, allow_abbrev=False,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fasta", nargs="+", action="extend", default=[], metavar="FILE",
+                        help="FASTA file(s) of transcripts (gzip allowed)")
+    parser.add_argument("--csv", help="NCBI's GRCh38_latest_rna_summary.csv: download its RefSeq mRNAs (needs --email)")
+    parser.add_argument("--email", help="a contact address for NCBI Entrez (with --csv)")
+    parser.add_argument("--out", help="the study's folder (default runs/DATE-TIME)")
+    parser.add_argument("--quick", action="store_true", help="the same stages on a small problem (about 2 minutes)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N, for every stage that computes")
+    parser.add_argument("--seeds", type=_matching(r"[0-9]+(,[0-9]+)*", "whole numbers separated by commas"),
+                        default=str(Settings.seed), help="train every neural model once per seed (0,1,2,...)")
+    parser.add_argument("--tune", type=_matching(r"[0-9]+", "a number of trials"), default="0",
+                        help="tune every model with N Optuna trials first, then train it with its best parameters")
+    parser.add_argument("--train_fractions", default="1",
+                        type=_matching(r"(0?\.[0-9]+|1)(,(0?\.[0-9]+|1))*", "fractions in (0, 1] separated by commas"),
+                        help="data-scaling runs on these shares of the training genes")
+    parser.add_argument("--tracks", default=",".join(TRACKS),
+                        type=_matching(r"(clusters|raw)(,(clusters|raw))?", "clusters, raw or clusters,raw"),
+                        help="the token tracks to run")
+    parser.add_argument("--jobs", type=_matching(r"[1-9][0-9]*", "a number of parallel tracks >= 1"), default="2",
+                        help="token tracks side by side, each process with cores/N threads (unless "
+                             "OMP_NUM_THREADS is set)")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="print the stages, their folders and commands (and which completed), and run nothing")
+    return parser
+
+
+def choices_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Choices:
+    """The command line's choices, checked as a whole; paths made absolute."""
+    if args.fasta and args.csv is not None:
+        parser.error("give --fasta or --csv, not both")
+    if args.csv is not None and args.email is None:
+        parser.error("--csv needs --email ADDRESS (NCBI asks for a contact)")
+    if args.email is not None and args.csv is None:
+        parser.error("--email goes with --csv")
+    for path in args.fasta:
+        if not os.path.isfile(path):
+            parser.error(f"--fasta {path}: file not found")
+    if args.csv is not None and not os.path.isfile(args.csv):
+        parser.error(f"--csv {args.csv}: file not found")
+    return Choices(
+        out=absolute(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"),
+        fasta=tuple(absolute(path) for path in args.fasta), csv=args.csv, email=args.email, quick=args.quick,
+        device=args.device, seeds=tuple(args.seeds.split(",")), tune=int(args.tune),
+        train_fractions=tuple(args.train_fractions.split(",")), tracks=tuple(args.tracks.split(",")),
+        jobs=int(args.jobs))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    choices = choices_from(parser, args)
+    settings = Settings.quick() if choices.quick else Settings()
+    root = Path(__file__).resolve().parents[2]
+    stages = plan(settings, choices, root, os.environ.get("PYTHON") or "python3")
+    try:
+        if args.dry_run:
+            print("\n".join(describe(stages, settings, choices)), flush=True)
+            return 0
+        return run(stages, settings, choices)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the plan piped into `head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

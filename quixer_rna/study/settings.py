@@ -1,0 +1,131 @@
+"""What a study run is made of: the study's settings (one dataclass, the default and the quick preset) and
+the choices of one command line (data, --out, device, seeds, tuning, fractions, tracks, jobs).
+
+The default settings keep the default run (500 transcripts, one seed) under 10 minutes and --quick under 2
+minutes on a 2-core CPU with no GPU; the report shows the recorded values and each stage's wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TRACKS = ("clusters", "raw")
+# Choices that grow a study: they may change between runs of one --out (adding only the new runs); a change
+# of any other recorded value would reuse stages made with other settings, so it is refused.
+GROWING = frozenset({"seeds", "tune", "train_fractions"})
+
+
+def _setting(default: Any, help: str, *, recorded: bool = True) -> Any:
+    """A settings field; `recorded` ones are copied into timings.json (and the report)."""
+    return field(default=default, metadata={"help": help, "recorded": recorded})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The study's fixed settings (the command line picks data, seeds, tuning, fractions and tracks)."""
+
+    seed: int = _setting(0, "seed of every data stage, reference, tuner and the report's bootstrap")
+    synthetic_transcripts: int = _setting(500, "synthetic transcripts when no --fasta / --csv is given")
+    k: int = _setting(6, "k-mer length (nt); non-overlapping k-mers (stride = k)")
+    window_size: int = _setting(32, "k-mers per window: 31 of context, then the target")
+    min_length: int = _setting(200, "shorter transcripts are skipped (and counted)")
+    encode_embedding_dim: int = _setting(64, "lambeq circuit embedding size per k-mer")
+    n_clusters: int = _setting(512, "k-means clusters = token vocabulary of the cluster track")
+    epochs: int = _setting(5, "epochs of every neural model (early stopping on val loss)")
+    batch_size: int = _setting(64, "windows per optimiser step")
+    max_steps_per_epoch: int = _setting(300, "cap on optimiser steps per epoch (a fresh random subset each epoch)")
+    eval_every: int = _setting(200, "a point of every training curve (and a chance for the best checkpoint)")
+    val_windows: int = _setting(10000, "validation on a fixed seeded sample of this many windows")
+    checkpoint_every: int = _setting(100, "trainer steps between checkpoints, besides every evaluation",
+                                     recorded=False)
+    quixer_embedding_dim: int = _setting(128, "the paper uses 512; 128 keeps the default run inside its time budget")
+    quixer_qubits: int = _setting(6, "n, L and d as in the Quixer paper")
+    quixer_ansatz_layers: int = _setting(4, "ansatz layers L of Quixer's per-token circuits")
+    quixer_qsvt_degree: int = _setting(3, "degree d of Quixer's QSVT polynomial")
+    baseline_embedding_dim: int = _setting(96, "LSTM, Transformer and FNet width (the Quixer paper's baselines)")
+    ngram_order: int = _setting(3, "order of the n-gram reference")
+    markov_max_order: int = _setting(10, "the nucleotide Markov reference tries orders 0..this on val")
+    tune_epochs: int = _setting(2, "with --tune N: epochs per trial (every model the same)")
+    tune_space_quixer: dict[str, Any] | None = _setting(
+        None, "with --tune N: Quixer's --search_space (None: the model's default space)", recorded=False)
+    tune_space_classical: dict[str, Any] | None = _setting(
+        None, "with --tune N: the classical models' --search_space (None: each model's default space)", recorded=False)
+    circuit_windows: str = _setting("0:256", "test windows quixer_circuit.py measures the cost and the shot curve on",
+                                    recorded=False)
+    bootstrap: int = _setting(1000, "transcript resamples per 95% interval in the report")
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        """--quick: the same stages on a smaller problem (used by the end-to-end tests); with --tune N it
+        searches small models only."""
+        return cls(synthetic_transcripts=60, n_clusters=32, epochs=2, max_steps_per_epoch=10, eval_every=5,
+                   val_windows=2000, checkpoint_every=5, quixer_embedding_dim=16, quixer_qubits=3,
+                   quixer_ansatz_layers=1, quixer_qsvt_degree=2, baseline_embedding_dim=16, markov_max_order=4,
+                   tune_epochs=1,
+                   tune_space_quixer={"qubits": 3, "ansatz_layers": 1, "qsvt_degree": 2, "embedding_dim": 16},
+                   tune_space_classical={"embedding_dim": 16, "num_layers": 1},
+                   circuit_windows="0:8", bootstrap=200)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """One command line's choices. Paths are absolute (the run records compare commands as text); seeds and
+    fractions keep the text given, which names the run folders (`f0.5_seed1`)."""
+
+    out: Path
+    fasta: tuple[Path, ...] = ()
+    csv: str | None = None
+    email: str | None = None
+    quick: bool = False
+    device: str = "auto"
+    seeds: tuple[str, ...] = (str(Settings.seed),)
+    tune: int = 0
+    train_fractions: tuple[str, ...] = ("1",)
+    tracks: tuple[str, ...] = TRACKS
+    jobs: int = 2
+
+    @property
+    def synthetic(self) -> bool:
+        return not self.fasta and self.csv is None
+
+    @property
+    def source(self) -> str:
+        return "FASTA" if self.fasta else "NCBI RefSeq" if self.csv is not None else "synthetic"
+
+    @property
+    def token_tracks(self) -> tuple[str, ...]:
+        """The chosen tracks in the study's order."""
+        return tuple(track for track in TRACKS if track in self.tracks)
+
+
+def _decoded(text: str) -> Any:
+    """A value as timings.json has always stored it: JSON where the text parses as JSON, else the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def recorded_settings(settings: Settings, choices: Choices) -> dict[str, Any]:
+    """timings.json's "settings": the data source, the choices, then every recorded setting."""
+    inputs = " ".join(map(str, choices.fasta)) if choices.fasta else choices.csv
+    head = {
+        "source": choices.source,
+        "inputs": inputs,
+        "synthetic": choices.synthetic,
+        "quick": choices.quick,
+        "seed": settings.seed,
+        "seeds": _decoded(",".join(choices.seeds)),
+        "tune": choices.tune,
+        "train_fractions": _decoded(",".join(choices.train_fractions)),
+        "tracks": _decoded(",".join(choices.tracks)),
+    }
+    if inputs is not None:
+        head["inputs"] = _decoded(inputs)
+    rest = {item.name: getattr(settings, item.name) for item in dataclasses.fields(settings)
+            if item.metadata["recorded"] and item.name not in head}
+    return {**head, **rest}
