@@ -1,11 +1,30 @@
-"""Training curves as a PNG (matplotlib's Agg backend: no display needed on a GPU box)."""
+"""Figures as PNG files (matplotlib's Agg backend: no display needed on a GPU box), saved atomically; and the
+training curves every trainer draws."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .runio import atomic_open
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> None:
+    """Lay out, write atomically as PNG and close a figure."""
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
+    pyplot().close(fig)
 
 
 def plot_training_curves(
@@ -13,11 +32,7 @@ def plot_training_curves(
 ) -> None:
     """Loss and perplexity at every evaluation (x: optimiser steps; epoch ends marked by dotted lines), train
     and val, with the unigram perplexity as the bar to clear."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     steps = [row.get("step", row["epoch"]) for row in history]
     fig, (ax_loss, ax_ppl) = plt.subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("val", "-s")):
@@ -36,7 +51,4 @@ def plot_training_curves(
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
