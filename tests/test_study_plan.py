@@ -37,7 +37,7 @@ def test_the_quick_study_stages_in_order():
     stages = _plan()
     assert [s.name for s in stages] == [
         "download", "prepare", "encode", "quantize", *(f"clusters:{m}:seed0" for m in NEURAL), "clusters:ngram",
-        "circuit", "raw_tokens", *(f"raw:{m}:seed0" for m in NEURAL), "raw:ngram", "raw:markov", "report"]
+        "clusters:markov", "circuit", "raw_tokens", *(f"raw:{m}:seed0" for m in NEURAL), "raw:ngram", "raw:markov", "report"]
     folders = {s.name: str(s.folder.relative_to(OUT)) for s in stages}
     assert folders["download"] == "data/rna.fasta" and folders["circuit"] == "circuit/clusters_quixer_seed0"
     assert folders["raw:lstm:seed0"] == "raw/lstm_seed0" and folders["clusters:ngram"] == "clusters/ngram"
@@ -45,7 +45,7 @@ def test_the_quick_study_stages_in_order():
     assert {s.track for s in stages if s.name.startswith(clusters)} == {"clusters"}
     assert {s.track for s in stages if s.name.startswith(("raw_tokens", "raw:"))} == {"raw"}
     assert [s.track for s in stages if s.name in ("download", "prepare", "report")] == [None] * 3
-    assert [len(section) for section in sections(stages)] == [1, 1, 15, 1]
+    assert [len(section) for section in sections(stages)] == [1, 1, 16, 1]
 
 
 def test_commands_are_those_the_shell_pipeline_recorded():
@@ -53,14 +53,15 @@ def test_commands_are_those_the_shell_pipeline_recorded():
     stages = _by_name(_plan())
     assert stages["clusters:quixer:seed0"].argv == (
         "python3", "/repo/train_quixer_hybrid.py", "--data_dir", "/runs/study/quantize", "--epochs", "2",
-        "--batch_size", "64", "--max_steps_per_epoch", "10", "--eval_every", "5", "--val_windows", "2000",
-        "--checkpoint_every", "5", "--device", "auto", "--output_dir", "/runs/study/clusters/quixer_seed0", "--seed",
+        "--batch_size", "64", "--max_steps_per_epoch", "10", "--eval_every", "5", "--patience", "10",
+        "--val_windows", "2000", "--checkpoint_every", "5", "--device", "auto", "--output_dir",
+        "/runs/study/clusters/quixer_seed0", "--seed",
         "0", "--train_fraction", "1", "--embedding_dim", "16", "--qubits", "3", "--ansatz_layers", "1", "--qsvt_degree",
         "2", "--init_strategy", "small_gaussian")
     assert stages["raw:lstm:seed0"].argv[1:] == (
         "/repo/train_classical_baselines.py", "--data_dir", "/runs/study/raw_tokens", "--epochs", "2", "--batch_size",
-        "64", "--max_steps_per_epoch", "10", "--eval_every", "5", "--val_windows", "2000", "--checkpoint_every", "5",
-        "--device", "auto", "--model", "lstm", "--output_dir", "/runs/study/raw/lstm_seed0", "--seed", "0",
+        "64", "--max_steps_per_epoch", "10", "--eval_every", "5", "--patience", "10", "--val_windows", "2000",
+        "--checkpoint_every", "5", "--device", "auto", "--model", "lstm", "--output_dir", "/runs/study/raw/lstm_seed0", "--seed", "0",
         "--train_fraction", "1", "--embedding_dim", "16")
     assert stages["raw:markov"].argv[2:] == (
         "--data_dir", "/runs/study/raw_tokens", "--model", "markov", "--max_markov_order", "4", "--output_dir",
@@ -72,6 +73,31 @@ def test_commands_are_those_the_shell_pipeline_recorded():
     assert stages["download"].argv[2:] == ("--source", "synthetic", "--max_sequences", "60", "--output",
                                            "/runs/study/data/rna.fasta", "--seed", "0")
     assert stages["report"].argv[2:] == ("--runs", "/runs/study", "--bootstrap", "200", "--seed", "0")
+
+
+def test_the_study_protocol_trains_whole_epochs_with_the_controls():
+    settings = Settings.quick().converging(quick=True)
+    stages = _by_name(plan(settings, Choices(out=OUT, quick=True, protocol="converge", tracks=("clusters",)),
+                           Path("/repo"), "python3"))
+    assert {"clusters:quixer_frozen:seed0", "clusters:bottleneck:seed0", "clusters:markov"} <= set(stages)
+    argv = stages["clusters:lstm:seed0"].argv
+    assert argv[argv.index("--max_steps_per_epoch") + 1] == "0" and argv[argv.index("--patience") + 1] == "2"
+    assert stages["clusters:quixer_frozen:seed0"].argv[-1] == "--freeze_circuit"
+    bottleneck = stages["clusters:bottleneck:seed0"].argv
+    assert bottleneck[bottleneck.index("--features") + 1] == str(3 * settings.quixer_qubits)
+    assert stages["circuit"].argv[3] == "/runs/study/clusters/quixer_seed0"
+    full = Settings().converging()
+    assert (full.max_steps_per_epoch, full.tune_epochs) == (0, full.epochs)
+
+
+def test_seeds_or_tuning_choose_the_study_protocol(capsys):
+    assert main(["--quick", "--out", "/tmp/never_made", "--seeds", "0,1", "--dry_run"]) == 0
+    plan_text = capsys.readouterr().out
+    assert "quixer_frozen_seed1" in plan_text and "--max_steps_per_epoch 0" in plan_text
+    assert main(["--quick", "--out", "/tmp/never_made", "--dry_run"]) == 0
+    assert "quixer_frozen" not in capsys.readouterr().out
+    assert main(["--quick", "--out", "/tmp/never_made", "--protocol", "converge", "--dry_run"]) == 0
+    assert "bottleneck_seed0" in capsys.readouterr().out
 
 
 def test_seeds_and_fractions_name_the_folders():
@@ -148,7 +174,8 @@ def test_recorded_settings_are_those_timings_json_always_held():
     assert record["inputs"] == "/d/a.fa /d/b.fa" and record["seeds"] == "0,1" and record["train_fractions"] == 1
     assert record["source"] == "FASTA" and record["synthetic"] is False and record["tracks"] == "clusters,raw"
     assert not {"checkpoint_every", "circuit_windows", "tune_space_quixer"} & set(record)
-    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 29
+    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 32
+    assert record["protocol"] == "capped" and record["gene_map"] is None and record["patience"] == 10
     synthetic = recorded_settings(Settings.quick(), Choices(out=OUT, quick=True))
     assert synthetic["inputs"] is None and synthetic["seeds"] == 0 and synthetic["quick"] is True
 

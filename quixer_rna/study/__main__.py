@@ -13,11 +13,12 @@ from typing import Callable, NoReturn, Sequence
 from ..errors import UserError
 from .plan import plan
 from .runner import absolute, describe, run
-from .settings import TRACKS, Choices, Settings
+from .settings import PROTOCOLS, TRACKS, Choices, Settings
 
 PROG = "run_pipeline.sh"
 USAGE = (f"{PROG} [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]] "
-         "[--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--jobs N] [--dry_run]")
+         "[--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--jobs N] "
+         "[--protocol capped|converge] [--gene_map TSV] [--dry_run]")
 DESCRIPTION = """\
 The whole study in one command: (download ->) prepare -> encode -> quantize -> two token tracks (the cluster
 tokens and raw k-mers) -> Quixer, LSTM, Transformer, FNet and the n-gram on each (and the nucleotide Markov
@@ -68,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=_matching(r"[1-9][0-9]*", "a number of parallel tracks >= 1"), default="2",
                         help="token tracks side by side, each process with cores/N threads (unless "
                              "OMP_NUM_THREADS is set)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="'converge' trains every neural model over whole epochs until its val loss stops "
+                             "improving, with the controls for Quixer's circuit (the default with --seeds or --tune); "
+                             "'capped' trains a few hundred steps per epoch (the default run: about 10 minutes, "
+                             "not converged, as its report says)")
+    parser.add_argument("--gene_map", metavar="TSV",
+                        help="transcript id -> gene table for FASTA headers that name no gene (prepare's --gene_map)")
     parser.add_argument("--dry_run", action="store_true",
                         help="print the stages, their folders and commands (and which completed), and run nothing")
     return parser
@@ -86,12 +94,17 @@ def choices_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
             parser.error(f"--fasta {path}: file not found")
     if args.csv is not None and not os.path.isfile(args.csv):
         parser.error(f"--csv {args.csv}: file not found")
+    if args.gene_map is not None and not os.path.isfile(args.gene_map):
+        parser.error(f"--gene_map {args.gene_map}: file not found")
+    study = args.seeds != str(Settings.seed) or args.tune != "0"
+    protocol = args.protocol or ("converge" if study else "capped")
     return Choices(
         out=absolute(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"),
         fasta=tuple(absolute(path) for path in args.fasta), csv=args.csv, email=args.email, quick=args.quick,
         device=args.device, seeds=tuple(args.seeds.split(",")), tune=int(args.tune),
         train_fractions=tuple(args.train_fractions.split(",")), tracks=tuple(args.tracks.split(",")),
-        jobs=int(args.jobs))
+        jobs=int(args.jobs), protocol=protocol,
+        gene_map=None if args.gene_map is None else absolute(args.gene_map))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     choices = choices_from(parser, args)
     settings = Settings.quick() if choices.quick else Settings()
+    if choices.converging:
+        settings = settings.converging(quick=choices.quick)
     root = Path(__file__).resolve().parents[2]
     stages = plan(settings, choices, root, os.environ.get("PYTHON") or "python3")
     try:

@@ -64,6 +64,15 @@ def _baseline_sizes(s: Settings) -> list[str]:
     return ["--embedding_dim", str(s.baseline_embedding_dim)]
 
 
+def _frozen_sizes(s: Settings) -> list[str]:
+    return [*_quixer_sizes(s), "--freeze_circuit"]
+
+
+def _bottleneck_sizes(s: Settings) -> list[str]:
+    """Quixer's embedding width and 3n features, n its qubits: the same interface around a classical layer."""
+    return ["--embedding_dim", str(s.quixer_embedding_dim), "--features", str(3 * s.quixer_qubits)]
+
+
 def _classical(name: str) -> Model:
     return Model(name, CLASSICAL_TRAINER, ("--model", name), _baseline_sizes, (), lambda s: s.tune_space_classical)
 
@@ -72,7 +81,13 @@ MODELS: dict[str, Model] = {
     "quixer": Model("quixer", QUIXER_TRAINER, (), _quixer_sizes, ("--init_strategy", "small_gaussian"),
                     lambda s: s.tune_space_quixer),
     **{name: _classical(name) for name in ("lstm", "transformer", "fnet")},
+    # The controls for Quixer's circuit (the study protocol trains them beside the others).
+    "quixer_frozen": Model("quixer", QUIXER_TRAINER, (), _frozen_sizes,
+                           ("--init_strategy", "small_gaussian", "--freeze_circuit"), lambda s: s.tune_space_quixer),
+    "bottleneck": Model("bottleneck", CLASSICAL_TRAINER, ("--model", "bottleneck"), _bottleneck_sizes, (),
+                        lambda s: s.tune_space_classical),
 }
+CONTROLS = ("quixer_frozen", "bottleneck")
 
 # Count references (train_classical_baselines.py --model NAME): their flags besides data, output and seed.
 REFERENCES: dict[str, Callable[[Settings], list[str]]] = {
@@ -92,10 +107,16 @@ class Track:
 
 
 NEURAL = ("quixer", "lstm", "transformer", "fnet")
+# The nucleotide Markov model is the strong count reference of both tracks (on clusters: summed per cluster).
 TRACKS_TABLE: dict[str, Track] = {
-    "clusters": Track("quantize", NEURAL, ("ngram",)),
+    "clusters": Track("quantize", NEURAL, ("ngram", "markov")),
     "raw": Track("raw_tokens", NEURAL, ("ngram", "markov")),
 }
+
+
+def track_models(track: str, choices: Choices) -> tuple[str, ...]:
+    """A track's neural models; the study protocol adds the controls for Quixer's circuit."""
+    return TRACKS_TABLE[track].models + (CONTROLS if choices.converging else ())
 
 
 def trainer_flags(settings: Settings, choices: Choices, tokens: Path) -> list[str]:
@@ -103,8 +124,8 @@ def trainer_flags(settings: Settings, choices: Choices, tokens: Path) -> list[st
     s = settings
     return ["--data_dir", str(tokens), "--epochs", str(s.epochs), "--batch_size", str(s.batch_size),
             "--max_steps_per_epoch", str(s.max_steps_per_epoch), "--eval_every", str(s.eval_every),
-            "--val_windows", str(s.val_windows), "--checkpoint_every", str(s.checkpoint_every),
-            "--device", choices.device]
+            "--patience", str(s.patience), "--val_windows", str(s.val_windows),
+            "--checkpoint_every", str(s.checkpoint_every), "--device", choices.device]
 
 
 def tuner_flags(settings: Settings, choices: Choices, tokens: Path, model: Model, folder: Path) -> list[str]:
@@ -114,8 +135,9 @@ def tuner_flags(settings: Settings, choices: Choices, tokens: Path, model: Model
     return ["--data_dir", str(tokens), "--model", model.name, "--output_dir", str(folder), "--n_trials",
             str(choices.tune), "--epochs_per_trial", str(s.tune_epochs), "--max_steps_per_epoch",
             str(s.max_steps_per_epoch), "--batch_size", str(s.batch_size), "--eval_every", str(s.eval_every),
-            "--val_windows", str(s.val_windows), "--seed", str(s.seed), "--device", choices.device,
-            *model.tune_flags, *(["--search_space", json.dumps(space)] if space is not None else [])]
+            "--patience", str(s.patience), "--val_windows", str(s.val_windows), "--seed", str(s.seed),
+            "--device", choices.device, *model.tune_flags,
+            *(["--search_space", json.dumps(space)] if space is not None else [])]
 
 
 def run_tag(seed: str, fraction: str) -> str:
@@ -155,9 +177,10 @@ class _Planner:
             self.add("download", fasta[0], "download_rna_sequences.py",
                      [*source, "--output", fasta[0], "--seed", s.seed])
             waits = ("download",)
+        gene_map = ["--gene_map", c.gene_map] if c.gene_map is not None else []
         self.add("prepare", out / "prepare", "prepare_autoregressive_data.py",
                  ["--fasta", *fasta, "--output_dir", out / "prepare", "--k", s.k, "--window_size", s.window_size,
-                  "--min_length", s.min_length, "--seed", s.seed], waits_for=waits)
+                  "--min_length", s.min_length, "--seed", s.seed, *gene_map], waits_for=waits)
 
     def clusters_tokens(self) -> None:
         """lambeq embeddings of every k-mer -> k-means cluster tokens."""
@@ -179,15 +202,16 @@ class _Planner:
         """Each model's tuning (with --tune N), then per fraction every neural model per seed and the references."""
         s, c, out, spec = self.s, self.c, self.c.out, TRACKS_TABLE[track]
         tokens, tuned = out / spec.tokens, c.tune > 0
+        names = track_models(track, c)
         if tuned:
-            for name in spec.models:
+            for name in names:
                 folder = out / "tune" / track / name
                 self.add(f"tune:{track}:{name}", folder, TUNER, tuner_flags(s, c, tokens, MODELS[name], folder), track,
                          (spec.tokens,))
         for fraction in c.train_fractions:
             for seed in c.seeds:
                 tag = run_tag(seed, fraction)
-                for name in spec.models:
+                for name in names:
                     model = MODELS[name]
                     folder = neural_folder(out, track, name, tag, tuned)
                     sizes = ["--config", out / "tune" / track / name / "best_params.json"] if tuned else model.sizes(s)

@@ -36,6 +36,7 @@ class Settings:
     encode_embedding_dim: int = _setting(64, "lambeq circuit embedding size per k-mer")
     n_clusters: int = _setting(512, "k-means clusters = token vocabulary of the cluster track")
     epochs: int = _setting(5, "epochs of every neural model (early stopping on val loss)")
+    patience: int = _setting(10, "evaluations without a better val loss before a neural model stops")
     batch_size: int = _setting(64, "windows per optimiser step")
     max_steps_per_epoch: int = _setting(300, "cap on optimiser steps per epoch (a fresh random subset each epoch)")
     eval_every: int = _setting(200, "a point of every training curve (and a chance for the best checkpoint)")
@@ -58,6 +59,13 @@ class Settings:
                                     recorded=False)
     bootstrap: int = _setting(1000, "transcript resamples per 95% interval in the report")
 
+    def converging(self, quick: bool = False) -> "Settings":
+        """The study protocol (--protocol converge): every neural model over whole epochs until its validation
+        loss stops improving for `patience` evaluations (the report marks one that hit the epoch budget first),
+        tuning trials as long as the final runs, and model sizes that converge inside a study's budget on a
+        2-core machine."""
+        return dataclasses.replace(self, **(QUICK_CONVERGE if quick else CONVERGE))
+
     @classmethod
     def quick(cls) -> "Settings":
         """--quick: the same stages on a smaller problem (used by the end-to-end tests); with --tune N it
@@ -69,6 +77,17 @@ class Settings:
                    tune_space_quixer={"qubits": 3, "ansatz_layers": 1, "qsvt_degree": 2, "embedding_dim": 16},
                    tune_space_classical={"embedding_dim": 16, "num_layers": 1},
                    circuit_windows="0:8", bootstrap=200)
+
+
+# The study protocol: whole epochs (no step cap) up to an epoch budget, an evaluation every 500 steps of 256
+# windows (128k windows: 0.6 of an epoch of the 500 RefSeq transcripts, 0.09 of the 4,000), patience 3
+# evaluations, tuning trials as long as the final runs; one-layer models of width 64 and a Quixer of 4 qubits,
+# 2 ansatz layers, degree 2, which converge in minutes per epoch on one CPU thread.
+CONVERGE = dict(epochs=12, max_steps_per_epoch=0, batch_size=256, eval_every=500, patience=3, tune_epochs=12,
+                quixer_embedding_dim=64, quixer_qubits=4, quixer_ansatz_layers=2, quixer_qsvt_degree=2,
+                baseline_embedding_dim=64)
+QUICK_CONVERGE = dict(epochs=4, max_steps_per_epoch=0, eval_every=20, patience=2, tune_epochs=2)
+PROTOCOLS = ("capped", "converge")
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,12 @@ class Choices:
     train_fractions: tuple[str, ...] = ("1",)
     tracks: tuple[str, ...] = TRACKS
     jobs: int = 2
+    protocol: str = "capped"
+    gene_map: Path | None = None
+
+    @property
+    def converging(self) -> bool:
+        return self.protocol == "converge"
 
     @property
     def synthetic(self) -> bool:
@@ -123,6 +148,8 @@ def recorded_settings(settings: Settings, choices: Choices) -> dict[str, Any]:
         "tune": choices.tune,
         "train_fractions": _decoded(",".join(choices.train_fractions)),
         "tracks": _decoded(",".join(choices.tracks)),
+        "protocol": choices.protocol,
+        "gene_map": None if choices.gene_map is None else str(choices.gene_map),
     }
     if inputs is not None:
         head["inputs"] = _decoded(inputs)

@@ -96,5 +96,14 @@ def print_summary(metrics: dict[str, Any]) -> None:
         f"{metrics['model']}: test loss {test['loss']:.4f} nats, perplexity "
         f"{test['perplexity']:.3f} (unigram {refs['unigram_perplexity']:.3f}, "
         f"uniform {refs['uniform_perplexity']:.0f}), accuracy {test['accuracy']:.4f}, "
-        f"top-5 {test['top5_accuracy']:.4f}; best at epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}"
+        f"top-5 {test['top5_accuracy']:.4f}" + _training_summary(metrics)
     )
+
+
+def _training_summary(metrics: dict[str, Any]) -> str:
+    """How a trained model got there (count models have no training loop to describe)."""
+    if "epochs_seen" not in metrics:
+        return ""
+    state = "converged" if metrics["converged"] else f"stopped by its {metrics['stopped_by']}, not converged"
+    return (f"; best at epoch {metrics['best_epoch']} step {metrics['best_step']}, {metrics['epochs_seen']:.2f} "
+            f"epochs seen, {state}")
