@@ -90,6 +90,13 @@ def test_the_study_protocol_trains_whole_epochs_with_the_controls():
     assert (full.max_steps_per_epoch, full.tune_epochs) == (0, full.epochs)
 
 
+def test_a_chromosome_study_splits_by_region_and_a_gene_map_reaches_prepare():
+    stages = _by_name(_plan(fasta=(Path("/d/chr20.fa.gz"),), split_by="region", gene_map=Path("/d/map.tsv")))
+    argv = stages["prepare"].argv
+    assert argv[argv.index("--split_by") + 1] == "region" and argv[argv.index("--gene_map") + 1] == "/d/map.tsv"
+    assert "--split_by" not in _by_name(_plan())["prepare"].argv
+
+
 def test_seeds_or_tuning_choose_the_study_protocol(capsys):
     assert main(["--quick", "--out", "/tmp/never_made", "--seeds", "0,1", "--dry_run"]) == 0
     plan_text = capsys.readouterr().out
@@ -174,8 +181,9 @@ def test_recorded_settings_are_those_timings_json_always_held():
     assert record["inputs"] == "/d/a.fa /d/b.fa" and record["seeds"] == "0,1" and record["train_fractions"] == 1
     assert record["source"] == "FASTA" and record["synthetic"] is False and record["tracks"] == "clusters,raw"
     assert not {"checkpoint_every", "circuit_windows", "tune_space_quixer"} & set(record)
-    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 32
+    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 33
     assert record["protocol"] == "capped" and record["gene_map"] is None and record["patience"] == 10
+    assert record["split_by"] == "gene"
     synthetic = recorded_settings(Settings.quick(), Choices(out=OUT, quick=True))
     assert synthetic["inputs"] is None and synthetic["seeds"] == 0 and synthetic["quick"] is True
 

@@ -18,7 +18,7 @@ from .settings import PROTOCOLS, TRACKS, Choices, Settings
 PROG = "run_pipeline.sh"
 USAGE = (f"{PROG} [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]] "
          "[--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--jobs N] "
-         "[--protocol capped|converge] [--gene_map TSV] [--dry_run]")
+         "[--protocol capped|converge] [--gene_map TSV] [--split_by gene|family|region] [--dry_run]")
 DESCRIPTION = """\
 The whole study in one command: (download ->) prepare -> encode -> quantize -> two token tracks (the cluster
 tokens and raw k-mers) -> Quixer, LSTM, Transformer, FNet and the n-gram on each (and the nucleotide Markov
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "not converged, as its report says)")
     parser.add_argument("--gene_map", metavar="TSV",
                         help="transcript id -> gene table for FASTA headers that name no gene (prepare's --gene_map)")
+    parser.add_argument("--split_by", choices=("gene", "family", "region"), default="gene",
+                        help="what prepare keeps whole in one split: genes, families sharing sequence, or blocks of "
+                             "a chromosome or genome FASTA (prepare's --split_by)")
     parser.add_argument("--dry_run", action="store_true",
                         help="print the stages, their folders and commands (and which completed), and run nothing")
     return parser
@@ -103,7 +106,7 @@ def choices_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
         fasta=tuple(absolute(path) for path in args.fasta), csv=args.csv, email=args.email, quick=args.quick,
         device=args.device, seeds=tuple(args.seeds.split(",")), tune=int(args.tune),
         train_fractions=tuple(args.train_fractions.split(",")), tracks=tuple(args.tracks.split(",")),
-        jobs=int(args.jobs), protocol=protocol,
+        jobs=int(args.jobs), protocol=protocol, split_by=args.split_by,
         gene_map=None if args.gene_map is None else absolute(args.gene_map))
 
 

@@ -178,6 +178,8 @@ class _Planner:
                      [*source, "--output", fasta[0], "--seed", s.seed])
             waits = ("download",)
         gene_map = ["--gene_map", c.gene_map] if c.gene_map is not None else []
+        if c.split_by != "gene":  # the default is prepare's own, so commands of gene-split studies stay as they were
+            gene_map += ["--split_by", c.split_by]
         self.add("prepare", out / "prepare", "prepare_autoregressive_data.py",
                  ["--fasta", *fasta, "--output_dir", out / "prepare", "--k", s.k, "--window_size", s.window_size,
                   "--min_length", s.min_length, "--seed", s.seed, *gene_map], waits_for=waits)

@@ -108,6 +108,7 @@ class Choices:
     jobs: int = 2
     protocol: str = "capped"
     gene_map: Path | None = None
+    split_by: str = "gene"
 
     @property
     def converging(self) -> bool:
@@ -150,6 +151,7 @@ def recorded_settings(settings: Settings, choices: Choices) -> dict[str, Any]:
         "tracks": _decoded(",".join(choices.tracks)),
         "protocol": choices.protocol,
         "gene_map": None if choices.gene_map is None else str(choices.gene_map),
+        "split_by": choices.split_by,
     }
     if inputs is not None:
         head["inputs"] = _decoded(inputs)
