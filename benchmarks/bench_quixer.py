@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qsvt_degree", type=int, default=3, help="polynomial degree d")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="model and simulator dtype")
     parser.add_argument("--cuda_graphs", choices=("on", "off"), default="on",
-                        help="capture the simulator's gate loops in CUDA graphs on CUDA (quixer_sim.USE_CUDA_GRAPHS)")
+                        help="capture the simulator's gate loops in CUDA graphs on CUDA "
+                             "(quixer_sim.graphs.USE_CUDA_GRAPHS)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
     parser.add_argument("--warmup_steps", type=int, default=None,
@@ -72,7 +73,7 @@ def _time_one(args: argparse.Namespace, vocab: int, batch: int) -> dict:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
-    quixer_sim.USE_CUDA_GRAPHS = args.cuda_graphs == "on"
+    quixer_sim.graphs.USE_CUDA_GRAPHS = args.cuda_graphs == "on"
     model = build_model("quixer", vocab, args.context_length, {
         "embedding_dim": args.embedding_dim, "qubits": args.qubits, "ansatz_layers": args.ansatz_layers,
         "qsvt_degree": args.qsvt_degree}).to(device=device, dtype=dtype)

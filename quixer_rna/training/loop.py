@@ -41,6 +41,7 @@ from ..metrics import ScoreArrays, empty_sums, reference_perplexities, score_sum
 from ..models import build_model, config_dict, make_config
 from ..plots import plot_training_curves
 from ..progress import Progress
+from ..quixer_sim.memory import available_bytes
 from ..runio import atomic_write_text, to_json
 from .config import TrainConfig
 from .distributed import DistContext, rank_seed
@@ -80,22 +81,6 @@ def cosine_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
-
-
-def available_bytes(device: torch.device) -> float:
-    """Memory a run may use on `device`: free CUDA memory, or the host's MemAvailable."""
-    if device.type == "cuda":
-        return float(torch.cuda.mem_get_info(device)[0])
-    if device.type == "meta":
-        return math.inf
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return math.inf
 
 
 @dataclass
