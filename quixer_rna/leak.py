@@ -59,16 +59,45 @@ def _chunks(stream: KmerStream, budget: int) -> Iterator[np.ndarray]:
         first = stop
 
 
-def _spelled(stream: KmerStream, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Codes of every `length`-mer inside the stretches `rows`, each code's stretch, and its offset in it (nt)."""
+def _packed_from_kmers(ids: np.ndarray, lengths: np.ndarray, k: int, length: int,
+                       phases: int) -> tuple[np.ndarray, np.ndarray]:
+    """With stride == k, the `length`-mers starting at nucleotide `phase` (0 <= phase < `phases`) of every k-mer,
+    read straight from the ids: a word of m = ceil(length / k) + 1 consecutive ids holds every such length-mer
+    as a bit field, so no per-nucleotide array is built. Returns the codes (phase-major) and each one's run."""
+    m = -(-length // k) + 1
+    n = len(ids)
+    padded = np.concatenate((np.asarray(ids, dtype=np.uint64), np.zeros(m, dtype=np.uint64)))
+    word = np.zeros(n, dtype=np.uint64)
+    for j in range(m):
+        word = (word << np.uint64(2 * k)) | padded[j:j + n]
+    run = np.repeat(np.arange(len(lengths)), lengths)
+    left = np.repeat(np.cumsum(lengths), lengths) - np.arange(n)  # k-mers from each one to its run's end
+    mask = np.uint64((1 << (2 * length)) - 1)
+    codes, owners = [], []
+    for phase in range(phases):
+        fits = left >= -(-(phase + length) // k)  # the k-mers the length-mer touches all lie in the run
+        codes.append((word[fits] >> np.uint64(2 * (m * k - length - phase))) & mask)
+        owners.append(run[fits])
+    return np.concatenate(codes), np.concatenate(owners)
+
+
+def _codes(stream: KmerStream, rows: np.ndarray, length: int, every_phase: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the `length`-mers inside the stretches `rows` - at every nucleotide (`every_phase`) or at every
+    k-mer start - and the stretch (row of segments) of each."""
     segments = stream.segments[rows]
     begin, end = int(segments[0, OFFSET]), int(segments[-1, OFFSET] + segments[-1, LENGTH])
-    digits, nt_lengths = nucleotides_of_kmers(np.asarray(stream.kmers[begin:end]), segments[:, LENGTH],
-                                              stream.k, stream.stride)
+    ids, lengths, k, stride = np.asarray(stream.kmers[begin:end]), segments[:, LENGTH], stream.k, stream.stride
+    if stride == k and (-(-length // k) + 1) * k <= 32:
+        codes, run = _packed_from_kmers(ids, lengths, k, length, k if every_phase else 1)
+        return codes, rows[run]
+    digits, nt_lengths = nucleotides_of_kmers(ids, lengths, k, stride)
     codes, positions = codes_inside_runs(digits, nt_lengths, length)
     starts = np.cumsum(nt_lengths) - nt_lengths
     run = np.searchsorted(starts, positions, side="right") - 1
-    return codes, rows[run], positions - starts[run]
+    if not every_phase:  # a k-mer starts every `stride` nucleotides from its stretch's start
+        at_kmer = (positions - starts[run]) % stride == 0
+        codes, run = codes[at_kmer], run[at_kmer]
+    return codes, rows[run]
 
 
 def leak_figure(train: KmerStream, queries: dict[str, KmerStream], length: int, seed: int = 0,
@@ -82,19 +111,18 @@ def leak_figure(train: KmerStream, queries: dict[str, KmerStream], length: int, 
     codes, owners, splits = [], [], []
     for number, (name, stream) in enumerate(queries.items()):
         for rows in _chunks(stream, CHUNK_NUCLEOTIDES // step):
-            chunk_codes, stretch, offset = _spelled(stream, rows, length)
-            # a query starts at a k-mer: stretch offsets in nt that are whole strides, plus the stretch's phase
-            at_kmer = (offset % step) == 0
+            chunk_codes, stretch = _codes(stream, rows, length, every_phase=False)
             if keep < 1.0:
-                at_kmer &= rng.random(len(at_kmer)) < keep
-            codes.append(chunk_codes[at_kmer])
-            owners.append(stream.segments[stretch[at_kmer], TRANSCRIPT].astype(np.int32))
-            splits.append(np.full(int(at_kmer.sum()), number, dtype=np.int8))
+                sampled = rng.random(len(chunk_codes)) < keep
+                chunk_codes, stretch = chunk_codes[sampled], stretch[sampled]
+            codes.append(chunk_codes)
+            owners.append(stream.segments[stretch, TRANSCRIPT].astype(np.int32))
+            splits.append(np.full(len(chunk_codes), number, dtype=np.int8))
     code = np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint64)
     unique, inverse = np.unique(code, return_inverse=True)
     found = np.zeros(len(unique), dtype=bool)
     for rows in _chunks(train, CHUNK_NUCLEOTIDES // step):
-        train_codes = np.sort(_spelled(train, rows, length)[0])
+        train_codes = np.sort(_codes(train, rows, length, every_phase=True)[0])
         if len(train_codes) and len(unique):
             at = np.minimum(np.searchsorted(train_codes, unique), len(train_codes) - 1)
             found |= train_codes[at] == unique

@@ -457,7 +457,10 @@ def _leak(config: PrepareConfig, output_dir: Path, metadata: dict) -> dict:
 
 def _leak_advice(config: PrepareConfig, metadata: dict) -> str:
     if config.split_by == "region":
-        return "repeats shared across blocks; --soft_masked drop leaves repeat-masked bases out"
+        if metadata["soft_masked_bases"] == 0:
+            return ("repeats shared across blocks, and this FASTA marks none (no lowercase): a soft-masked genome "
+                    "(UCSC's, download_rna_sequences.py --source ucsc) with --soft_masked drop leaves them out")
+        return "repeats shared across blocks; --soft_masked drop leaves the soft-masked (lowercase) ones out"
     if config.split_by == "transcript":
         return "isoforms sit on both sides; use --split_by gene"
     if config.split_by == "gene" and metadata["gene_sources"]["total"].get("header", 0) + \
