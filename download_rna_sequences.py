@@ -33,7 +33,7 @@ from quixer_rna.cli import add_common_args, dataclass_values, every, make_parser
 from quixer_rna.errors import UserError
 from quixer_rna.http_fetch import RetryPolicy
 from quixer_rna.ncbi import DEFAULT_PREFIXES, NCBI_EUTILS, NcbiConfig, run_ncbi
-from quixer_rna.synthetic import run_synthetic
+from quixer_rna.synthetic import SyntheticConfig, run_synthetic
 from quixer_rna.ucsc import UCSC_URL, UcscConfig, run_ucsc
 
 DEFAULT_FASTA = "GRCh38_genomic_dataset/rna_sequences.fasta"
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     default = DEFAULT_GENOME_FOLDER.format(assembly=args.assembly) if args.source == "ucsc" else DEFAULT_FASTA
     resolved = argparse.Namespace(**{**vars(args), "output": args.output or default})
     if args.source == "synthetic":
-        return run_synthetic(resolved)
+        return run_synthetic(SyntheticConfig(**dataclass_values(SyntheticConfig, resolved)), vars(resolved))
     network = RetryPolicy(**dataclass_values(RetryPolicy, resolved))
     if args.source == "ucsc":
         return run_ucsc(UcscConfig(**dataclass_values(UcscConfig, resolved), network=network), vars(resolved))

@@ -23,51 +23,19 @@ Writes <output_dir>/metadata.json (format, the stream it read and its checksums,
 counts, distinct embeddings, timings), args.json and metrics.json.
 """
 
-from quixer_rna.cli import add_common_args, every, make_parser, positive_int, run_cli
-from quixer_rna.encoding.circuits import ANSATZE, DEFAULT_ANSATZ, DEFAULT_LAYERS
-from quixer_rna.encoding.encoder import READOUTS
-from quixer_rna.encoding.stage import CONTEXTS, run_encode
+from quixer_rna.cli import add_common_args, add_dataclass_args, config_from_args, make_parser, run_cli
+from quixer_rna.encoding.stage import EncodeConfig, run_encode
 
 
 def build_parser():
     parser = make_parser(__doc__, __file__)
-    parser.add_argument("--data_dir", required=True, help="k-mer sentence folder written by prepare_autoregressive_data.py")
-    parser.add_argument("--output_dir", required=True, help="folder for {train,val,test}.pt and metadata.json")
-    parser.add_argument("--k", type=positive_int, default=None,
-                        help="k-mer length; read from --data_dir's metadata.json, an error when it differs")
-    parser.add_argument("--max_kmers", type=positive_int, default=None,
-                        help="most k-mers a window may hold; an error when --data_dir's windows are longer")
-    parser.add_argument("--embedding_dim", type=positive_int, default=64,
-                        help="length of the readout: 2^n probabilities of n qubits (64 -> 6 qubits), or 2 * 2^n "
-                             "amplitude parts with --readout amplitudes (128 -> 6 qubits); anything else is an error")
-    parser.add_argument("--ansatz", choices=ANSATZE, default=DEFAULT_ANSATZ,
-                        help="lambeq circuit ansatz of the shared layers. Sim14 (default, with 1 layer): Ry layers and "
-                             "two rings of controlled-Rx. Measured on all 4096 6-mers with probabilities (3 seeds): it "
-                             "kept the Hamming structure nearly as well as StronglyEntangling (Spearman 0.39-0.42 vs "
-                             "0.44 between Hamming and state-distance) while keeping k-mers 5-10x further from their "
-                             "nearest neighbour (median 0.06-0.08 vs 0.004-0.02), which the quantizer needs; more "
-                             "layers scramble the Hamming structure. IQP: Hadamards and CRz ladders; Sim15: Ry and CNOT "
-                             "rings; StronglyEntangling: Rz-Ry-Rz and CNOT rings")
-    parser.add_argument("--layers", type=positive_int, default=DEFAULT_LAYERS, help="layers of the ansatz (shared by every k-mer)")
-    parser.add_argument("--readout", choices=READOUTS, default="probabilities",
-                        help="probabilities of the basis states, or real and imaginary parts of the amplitudes "
-                             "(amplitudes keep the exact state overlaps)")
-    parser.add_argument("--context", choices=CONTEXTS, default="none",
-                        help="'none': one embedding per k-mer (a table lookup); 'stairs': contextual embeddings from "
-                             "lambeq's stairs_reader composition (slow on CPU: 2n-qubit steps per position)")
-    parser.add_argument("--workers", type=positive_int, default=1,
-                        help="processes for the window chunks of --context stairs on CPU. The table itself is one "
-                             "batch (torch threads: OMP_NUM_THREADS); never a process per k-mer")
-    parser.add_argument("--dense", action="store_true",
-                        help="also export the seeds' per-window layout {split}.pt with embeddings [N, L, D]")
-    parser.add_argument("--log_every", type=every, default=every("60s"),
-                        help="without a terminal, log progress every N windows or every Ns seconds")
+    add_dataclass_args(parser, EncodeConfig, skip=("seed", "device", "overwrite"))
     add_common_args(parser, device=True)
     return parser
 
 
 def main(argv=None) -> int:
-    return run_cli(build_parser(), run_encode, argv)
+    return run_cli(build_parser(), lambda args: run_encode(config_from_args(EncodeConfig, args)), argv)
 
 
 if __name__ == "__main__":

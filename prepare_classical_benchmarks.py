@@ -6,22 +6,19 @@ window is stored); trainers read it like the quantizer's. Writes metadata.json, 
 the id rule, id -> k-mer for the k-mers seen), args.json and metrics.json; --write_pt also exports the
 seeds' {split}.pt token files (sequences [N, L]), which no stage reads."""
 
-from quixer_rna.classical_tokens import run_prepare_classical
-from quixer_rna.cli import add_common_args, make_parser, run_cli
+from quixer_rna.classical_tokens import RawTokensConfig, run_prepare_classical
+from quixer_rna.cli import add_common_args, add_dataclass_args, config_from_args, make_parser, run_cli
 
 
 def build_parser():
     parser = make_parser(__doc__, __file__)
-    parser.add_argument("--data_dir", required=True, help="output folder of prepare_autoregressive_data.py (k-mer streams)")
-    parser.add_argument("--output_dir", required=True, help="folder for metadata.json and vocab.json")
-    parser.add_argument("--write_pt", action="store_true",
-                        help="also export the seeds' {split}.pt token files (sequences [N, L]); no stage reads them")
+    add_dataclass_args(parser, RawTokensConfig, skip=("seed", "overwrite"))
     add_common_args(parser)
     return parser
 
 
 def main(argv=None) -> int:
-    return run_cli(build_parser(), run_prepare_classical, argv)
+    return run_cli(build_parser(), lambda args: run_prepare_classical(config_from_args(RawTokensConfig, args)), argv)
 
 
 if __name__ == "__main__":

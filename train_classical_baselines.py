@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import argparse
 
-from quixer_rna.cli import add_union_args, dataclass_values, make_parser, positive_int, run_cli
+from quixer_rna.cli import add_dataclass_args, add_union_args, config_from_args, dataclass_values, make_parser, \
+    run_cli, run_record
 from quixer_rna.errors import UserError
-from quixer_rna.markov import run_markov_stage
+from quixer_rna.markov import MarkovConfig, run_markov_stage
 from quixer_rna.models.bottleneck import BottleneckConfig
 from quixer_rna.models.classical import CONFIGS
-from quixer_rna.ngram import COUNTING_MODES, run_ngram_stage
+from quixer_rna.ngram import NgramConfig, run_ngram_stage
 from quixer_rna.training.cli import add_training_args, print_summary, run_training_stage
+from quixer_rna.training.config import TrainConfig, TrainerStageConfig
 
 NEURAL = {**CONFIGS, "bottleneck": BottleneckConfig}
 MODELS = (*NEURAL, "ngram", "markov")
@@ -33,40 +35,34 @@ MODELS = (*NEURAL, "ngram", "markov")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__, __file__, config_file=True)
-    add_training_args(parser, "where checkpoints, metrics and curves go; default runs/<model>", default_output_dir=None)
+    add_training_args(parser)
     parser.set_defaults(epochs=100)
     group = parser.add_argument_group("model")
     group.add_argument("--model", choices=MODELS, required=True, help="which baseline to train")
     add_union_args(group, NEURAL)
-    group.add_argument("--order", type=positive_int, default=3,
-                       help="ngram: n-gram order, the target and the order-1 tokens before it")
-    group.add_argument(
-        "--ngram_counting",
-        choices=COUNTING_MODES,
-        default="targets",
-        help="ngram: targets counts each train window's target n-gram (the neural models' training examples); "
-        "transcript counts every position of the train stream's windowed stretches once",
-    )
-    group.add_argument("--max_markov_order", type=positive_int, default=10,
-                       help="markov: the largest nucleotide context tried on val (orders 0..this)")
+    add_dataclass_args(group, NgramConfig)
+    add_dataclass_args(group, MarkovConfig)
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
-    if args.output_dir is None:
-        args.output_dir = f"runs/{args.model}"
+    """Build the typed configs once (the output folder defaults to runs/<model>) and run the chosen model's stage."""
+    resolved = {"output_dir": args.output_dir or f"runs/{args.model}"}
+    stage = config_from_args(TrainerStageConfig, args, **resolved)
+    train = config_from_args(TrainConfig, args)
+    record = run_record(args, **resolved)
     if args.model == "ngram":
-        print_summary(run_ngram_stage(args))
-        return 0
-    if args.model == "markov":
-        print_summary(run_markov_stage(args))
-        return 0
-    config_cls = NEURAL[args.model]
-    try:
-        config = config_cls(**dataclass_values(config_cls, args, given_only=True))
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    print_summary(run_training_stage(args, "train_classical_baselines", args.model, config))
+        result = run_ngram_stage(stage, train, config_from_args(NgramConfig, args), record)
+    elif args.model == "markov":
+        result = run_markov_stage(stage, train, config_from_args(MarkovConfig, args), record)
+    else:
+        config_cls = NEURAL[args.model]
+        try:
+            config = config_cls(**dataclass_values(config_cls, args, given_only=True))
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        result = run_training_stage("train_classical_baselines", stage, train, args.model, config, record)
+    print_summary(result)
     return 0
 
 

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import argparse
 
-from quixer_rna.cli import add_dataclass_args, dataclass_values, make_parser, run_cli
+from quixer_rna.cli import add_dataclass_args, config_from_args, make_parser, run_cli, run_record
 from quixer_rna.models.quixer import QuixerConfig
 from quixer_rna.training.cli import add_training_args, print_summary, run_training_stage
+from quixer_rna.training.config import TrainConfig, TrainerStageConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__, __file__, config_file=True)
-    add_training_args(parser, "where checkpoints, metrics and curves go", default_output_dir="runs/quixer")
+    add_training_args(parser)
     add_dataclass_args(parser.add_argument_group("Quixer model"), QuixerConfig)
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config = QuixerConfig(**dataclass_values(QuixerConfig, args))
-    print_summary(run_training_stage(args, "train_quixer_hybrid", "quixer", config))
+    resolved = {"output_dir": args.output_dir or "runs/quixer"}
+    stage = config_from_args(TrainerStageConfig, args, **resolved)
+    print_summary(run_training_stage("train_quixer_hybrid", stage, config_from_args(TrainConfig, args), "quixer",
+                                     config_from_args(QuixerConfig, args), run_record(args, **resolved)))
     return 0
 
 

@@ -8,12 +8,13 @@ over the stream: it stores no windows and no map, only metadata.json (and vocab.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .cli import config_record
 from .formats.kmer_stream import open_stream_data, stream_reference
 from .formats.tokens import FORMAT, VERSION
 from .kmers import id_to_kmer
@@ -28,13 +29,26 @@ METADATA_FILE = "metadata.json"
 ID_RULE = "id = k-mer read as a base-4 number, A=0 C=1 G=2 T=3, first base most significant (quixer_rna.kmers)"
 
 
-def run_prepare_classical(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class RawTokensConfig:
+    """Everything the raw-token stage needs, built once from its flags (field metadata: each flag's help)."""
+
+    data_dir: str = field(metadata={
+        "required": True, "help": "output folder of prepare_autoregressive_data.py (k-mer streams)"})
+    output_dir: str = field(metadata={"required": True, "help": "folder for metadata.json and vocab.json"})
+    write_pt: bool = field(default=False, metadata={
+        "help": "also export the seeds' {split}.pt token files (sequences [N, L]); no stage reads them"})
+    seed: int = 0
+    overwrite: bool = False
+
+
+def run_prepare_classical(config: RawTokensConfig) -> int:
     """The stage: read the stream's metadata, write metadata.json and vocab.json (and the seeds' export)."""
     started = time.perf_counter()
-    stream = open_stream_data(args.data_dir)
+    stream = open_stream_data(config.data_dir)
     k = stream.k
-    with stage_run(args.output_dir, "prepare_classical_benchmarks", vars(args), role="raw_tokens",
-                   overwrite=args.overwrite) as run:
+    with stage_run(config.output_dir, "prepare_classical_benchmarks", config_record(config), role="raw_tokens",
+                   overwrite=config.overwrite) as run:
         output_dir = run.output_dir
         seen = np.zeros(4**k, dtype=bool)
         counts = {}
@@ -67,7 +81,7 @@ def run_prepare_classical(args: argparse.Namespace) -> int:
             "rule": ID_RULE,
         }
         atomic_write_json(output_dir / METADATA_FILE, metadata)
-        if args.write_pt:
+        if config.write_pt:
             export_token_pt(output_dir)
         run.finish({**{f"{s}_windows": c["windows"] for s, c in counts.items()}, "vocab_size": 4**k,
                     "seen_kmers": int(seen_ids.size), "seconds": round(time.perf_counter() - started, 3)})

@@ -1,6 +1,7 @@
 """Conventions every root script shares: the parser (one-line errors, --config files), typed flags checked
-where they are parsed, common flags, logging, seeding, device choice, and the wrapper that turns a user's
-mistake into one line on stderr instead of a traceback."""
+where they are parsed, flags generated from a stage's config dataclass and parsed back into it once (and into
+the run record), the check of a flag that only repeats an upstream fact, common flags, logging, seeding,
+device choice, and the wrapper that turns a user's mistake into one line on stderr instead of a traceback."""
 
 from __future__ import annotations
 
@@ -185,9 +186,33 @@ def add_union_args(group: Any, classes: dict[str, type]) -> None:
                            help=text.replace("%", "%%"))
 
 
-def config_from_args(cls: type, namespace: argparse.Namespace) -> Any:
-    """A stage's config dataclass from parsed flags of the same names: built once, at the script boundary."""
-    return cls(**dataclass_values(cls, namespace))
+def config_from_args(cls: type, namespace: argparse.Namespace, **resolved: Any) -> Any:
+    """A stage's config dataclass from parsed flags of the same names: built once, at the script boundary.
+    `resolved`: values the script worked out from others (e.g. a default output folder named after --model)."""
+    return cls(**{**dataclass_values(cls, namespace), **resolved})
+
+
+def config_record(config: Any) -> dict[str, Any]:
+    """A config's fields as a run record keeps them: by flag name, in field order (nested values such as an
+    Every are written as their text)."""
+    return {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
+
+
+def run_record(namespace: argparse.Namespace, **resolved: Any) -> dict[str, Any]:
+    """What the run record of a script with several configs keeps as its arguments: every flag by name, in
+    the parser's order, with the values the script resolved (see config_from_args); --log_level, which only
+    sets logging, is left out."""
+    return {name: resolved.get(name, value) for name, value in vars(namespace).items() if name != "log_level"}
+
+
+def check_repeated(flag: str, given: int | None, actual: int, fact: str, metadata: Any, *,
+                   at_most: bool = False) -> None:
+    """A flag that only repeats an upstream fact (the seeds' --k, --max_kmers, --seq_len) may be given, and
+    must agree with it: `given` equal to `actual` (with `at_most`, no smaller), or a one-line error naming the
+    flag, the fact as `metadata` (the upstream metadata.json) records it, and what to do."""
+    if given is None or given == actual or (at_most and given > actual):
+        return
+    raise UserError(f"--{flag} {given}: {fact} ({metadata}); drop --{flag} (it is read from there)")
 
 
 def dataclass_values(cls: type, namespace: argparse.Namespace, *, given_only: bool = False) -> dict[str, Any]:

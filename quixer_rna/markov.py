@@ -19,15 +19,16 @@ k-mer level, where the model is defined).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from .cli import positive_int
 from .errors import UserError
 from .formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
 from .formats.results import read_result, write_result
@@ -35,6 +36,7 @@ from .formats.tokens import TokenWindows, open_tokens
 from .metrics import TOP_K, ScoreArrays, reference_perplexities, score_sums, summarize
 from .progress import Progress
 from .stage import stage_run
+from .training.config import TrainConfig, TrainerStageConfig
 from .training.loop import val_sample
 
 LOG = logging.getLogger(__name__)
@@ -43,6 +45,15 @@ MAX_ORDER = 11
 ALPHA_GRID = np.geomspace(0.01, 100.0, 21)
 CHUNK = 1 << 22
 BATCH = 512
+
+
+@dataclass(frozen=True)
+class MarkovConfig:
+    """The Markov reference's own flag (train_classical_baselines.py --model markov); it also reads the
+    trainers' data settings (train_fraction, val_windows, seed, log_every) from their TrainConfig."""
+
+    max_markov_order: int = field(default=10, metadata={
+        "type": positive_int, "help": "markov: the largest nucleotide context tried on val (orders 0..this)"})
 
 
 def kmer_digits(ids: np.ndarray, k: int) -> np.ndarray:
@@ -184,10 +195,11 @@ def choose_order(counts: MarkovCounts, k: int, stride: int, val_ids: np.ndarray)
     return order, by_order[order][1], {str(m): {"val_cross_entropy": ce, "alpha": a} for m, (ce, a) in by_order.items()}
 
 
-def run_markov_stage(args: argparse.Namespace) -> dict:
+def run_markov_stage(stage: TrainerStageConfig, train_config: TrainConfig, config: MarkovConfig,
+                     record: dict[str, Any]) -> dict:
     """Count on train, choose the order and alpha on val, score test: writes the results schema and
-    test_predictions.npz like every model stage."""
-    data = open_tokens(args.data_dir)
+    test_predictions.npz like every model stage, and the run record (its arguments: `record`)."""
+    data = open_tokens(stage.data_dir)
     if data.meta["kind"] not in ("identity", "kmer_map"):
         raise UserError(f"--model markov: {data.folder} holds per-window {data.tokenizer} tokens; the nucleotide "
                         "Markov model scores tokens that are a function of the target k-mer (raw k-mers or clusters)")
@@ -196,24 +208,25 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
     if stride > k:
         raise UserError(f"--model markov: the k-mers of {data.stream.folder} skip nucleotides (stride {stride} > "
                         f"k {k}); it needs contiguous sequence (stride <= k)")
-    if args.max_markov_order > MAX_ORDER:
-        raise UserError(f"--max_markov_order {args.max_markov_order}: at most {MAX_ORDER} (4^{MAX_ORDER + 1} counts)")
-    with stage_run(args.output_dir, "train_classical_baselines", vars(args), role="train", overwrite=args.overwrite,
+    if config.max_markov_order > MAX_ORDER:
+        raise UserError(f"--max_markov_order {config.max_markov_order}: at most {MAX_ORDER} (4^{MAX_ORDER + 1} counts)")
+    with stage_run(stage.output_dir, "train_classical_baselines", record, role="train", overwrite=stage.overwrite,
                    completed="report") as run:
         output_dir = run.output_dir
         if run.completed_earlier:
             return read_result(output_dir).raw
         started = time.perf_counter()
-        train, train_info = data.training_windows(args.train_fraction, args.seed)
+        train, train_info = data.training_windows(train_config.train_fraction, train_config.seed)
         history = (data.stream.window_size - 1) * stride + k - min(stride, k)  # nucleotides before a target's new ones
-        counts = MarkovCounts.from_stream(train, k, stride, min(args.max_markov_order, history))
+        counts = MarkovCounts.from_stream(train, k, stride, min(config.max_markov_order, history))
         val = data["val"]
-        val_ids = val.stream.windows(val_sample(val.num_windows, args.val_windows, args.seed).numpy())
+        sample = val_sample(val.num_windows, train_config.val_windows, train_config.seed)
+        val_ids = val.stream.windows(sample.numpy())
         order, alpha, tried = choose_order(counts, k, stride, val_ids)
         model = MarkovModel(counts, k, stride, order, alpha)
         test = data["test"]
         arrays = ScoreArrays(test.num_windows)
-        with Progress(test.num_windows, "markov test", unit="window", every=args.log_every) as progress:
+        with Progress(test.num_windows, "markov test", unit="window", every=train_config.log_every) as progress:
             for begin, end in test.stream.iter_chunks(BATCH):
                 ids = test.stream.windows(np.arange(begin, end))
                 arrays.put(begin, model.scores(ids) if token_map is None
@@ -228,7 +241,7 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
                  else f"{data.tokenizer} token (k-mer probabilities summed within each token)")
         result = {
             "model": "markov",
-            "seed": args.seed,
+            "seed": train_config.seed,
             "tokens": data.summary(),
             "test": summary,
             "val": {"loss": tried[str(order)]["val_cross_entropy"], "windows_used": len(val_ids),
@@ -238,7 +251,7 @@ def run_markov_stage(args: argparse.Namespace) -> dict:
             "parameters_note": "nucleotide counts over every context of order 0..m",
             "train_seconds": time.perf_counter() - started,
             "train": train_info,
-            "model_config": {"order": order, "alpha": alpha, "max_order": args.max_markov_order,
+            "model_config": {"order": order, "alpha": alpha, "max_order": config.max_markov_order,
                              "new_nucleotides_per_target": model.new,
                              "tokens": "k-mers" if token_map is None else "k-mer probabilities summed per token"},
             "order_selection": tried,

@@ -33,17 +33,17 @@ back to the one below it, down to the raw unigram.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from .cli import positive_int
 from .errors import UserError
 from .formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
 from .formats.results import read_result, write_result
@@ -52,6 +52,7 @@ from .metrics import ScoreArrays, reference_perplexities, score_sums, summarize,
 from .progress import Progress
 from .runio import atomic_open
 from .stage import stage_run
+from .training.config import TrainConfig, TrainerStageConfig
 from .training.loop import val_sample
 
 LOG = logging.getLogger(__name__)
@@ -67,6 +68,19 @@ COUNT_CHUNK = 1 << 20
 DENSE_KEYS = 1 << 27
 # Test windows scored at once: [B, V] probabilities, 134 MB at V = 4096.
 SCORE_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class NgramConfig:
+    """The n-gram's own flags (train_classical_baselines.py --model ngram); it also reads the trainers' data
+    settings (train_fraction, val_windows, seed, log_every) from their TrainConfig."""
+
+    order: int = field(default=3, metadata={
+        "type": positive_int, "help": "ngram: n-gram order, the target and the order-1 tokens before it"})
+    ngram_counting: str = field(default="targets", metadata={
+        "choices": COUNTING_MODES,
+        "help": "ngram: targets counts each train window's target n-gram (the neural models' training examples); "
+                "transcript counts every position of the train stream's windowed stretches once"})
 
 
 @dataclass
@@ -430,33 +444,37 @@ def test_scores(model: KneserNeyModel, windows: TokenWindows, batch_size: int, p
     return scores.scores()
 
 
-def run_ngram_stage(args: argparse.Namespace) -> dict:
+def run_ngram_stage(stage: TrainerStageConfig, train_config: TrainConfig, config: NgramConfig,
+                    record: dict[str, Any]) -> dict:
     """Count on train, tune the discounts on val, score test; writes metrics.json (the results schema, like
-    the neural trainers'), test_predictions.npz, ngram_model.pt and args.json."""
-    data = open_tokens(args.data_dir)
+    the neural trainers'), test_predictions.npz, ngram_model.npz and the run record (its arguments:
+    `record`)."""
+    data = open_tokens(stage.data_dir)
     length = data["train"].window_size
-    if args.order > length:
-        raise UserError(f"--order {args.order}: windows hold only {length} tokens; use --order {length} or less")
+    if config.order > length:
+        raise UserError(f"--order {config.order}: windows hold only {length} tokens; use --order {length} or less")
     vocab = data.vocab_size
-    if vocab ** args.order >= 2**62:
-        raise UserError(f"--order {args.order}: too high for {vocab} tokens (n-gram keys overflow 64 bits)")
-    if args.ngram_counting == "transcript" and data.meta["kind"] == "windows":
+    if vocab ** config.order >= 2**62:
+        raise UserError(f"--order {config.order}: too high for {vocab} tokens (n-gram keys overflow 64 bits)")
+    if config.ngram_counting == "transcript" and data.meta["kind"] == "windows":
         raise UserError("--ngram_counting transcript: per-window (contextual) tokens have no tokens per stream "
                         "position; use --ngram_counting targets")
-    with stage_run(args.output_dir, "train_classical_baselines", vars(args), role="train", overwrite=args.overwrite,
+    with stage_run(stage.output_dir, "train_classical_baselines", record, role="train", overwrite=stage.overwrite,
                    completed="report") as run:
         output_dir = run.output_dir
         if run.completed_earlier:
             LOG.info("%s already holds a completed run; reporting it (pass --overwrite to count again)", output_dir)
             return read_result(output_dir).raw
         started = time.perf_counter()
-        train, train_info = data.training_windows(args.train_fraction, args.seed)
-        model, counting = KneserNeyModel.fit(train, args.order, args.ngram_counting)
+        train, train_info = data.training_windows(train_config.train_fraction, train_config.seed)
+        model, counting = KneserNeyModel.fit(train, config.order, config.ngram_counting)
         val = data["val"]
-        val_tails = window_tails(val, val_sample(val.num_windows, args.val_windows, args.seed), args.order)
+        sample = val_sample(val.num_windows, train_config.val_windows, train_config.seed)
+        val_tails = window_tails(val, sample, config.order)
         tuning = model.tune_discounts(val_tails)
         val_loss = model.cross_entropy(val_tails)
-        with Progress(data["test"].num_windows, "n-gram test", unit="window", every=args.log_every) as progress:
+        test_windows = data["test"].num_windows
+        with Progress(test_windows, "n-gram test", unit="window", every=train_config.log_every) as progress:
             scores = test_scores(model, data["test"], SCORE_BATCH, progress)
         seconds = time.perf_counter() - started
         test = summarize(score_sums(scores))
@@ -465,7 +483,7 @@ def run_ngram_stage(args: argparse.Namespace) -> dict:
         model.save(output_dir / MODEL_FILE, counting=counting)
         result = {
             "model": "ngram",
-            "seed": args.seed,
+            "seed": train_config.seed,
             "tokens": data.summary(),
             "test": test,
             "val": {"loss": val_loss, "perplexity": float(np.exp(val_loss)), "windows_used": len(val_tails),
@@ -476,7 +494,7 @@ def run_ngram_stage(args: argparse.Namespace) -> dict:
             "train_seconds": seconds,
             "train": train_info,
             "model_config": {
-                "order": args.order, "counting": args.ngram_counting, "discounts": model.discounts.tolist(),
+                "order": config.order, "counting": config.ngram_counting, "discounts": model.discounts.tolist(),
                 "strengths": model.strengths.tolist(), "lower_order_counts": model.lower_counts,
             },
             "counting": counting,
@@ -489,7 +507,7 @@ def run_ngram_stage(args: argparse.Namespace) -> dict:
         run.close("completed")
     LOG.info(
         "n-gram order %d: test loss %.4f ppl %.3f acc %.4f top5 %.4f (unigram ppl %.3f, uniform %d)",
-        args.order, test["loss"], test["perplexity"], test["accuracy"], test["top5_accuracy"],
+        config.order, test["loss"], test["perplexity"], test["accuracy"], test["top5_accuracy"],
         result["references"]["unigram_perplexity"], vocab,
     )
     return written

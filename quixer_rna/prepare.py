@@ -24,7 +24,6 @@ Records are read in pieces (quixer_rna.fasta), each record's bases held once as 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import time
@@ -34,7 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .cli import every, nonnegative_int, open_fraction, positive_int, rate
+from .cli import config_record, every, nonnegative_int, open_fraction, positive_int, rate
 from .errors import UserError
 from .fasta import Locus, header_info, iter_fasta_pieces
 from .formats import SPLITS
@@ -138,11 +137,6 @@ class PrepareConfig:
         if self.stride is None:
             object.__setattr__(self, "stride", self.k)
 
-    def record(self) -> dict[str, Any]:
-        """The resolved settings as the run record stores them."""
-        values = dataclasses.asdict(self)
-        values.update(fasta=list(self.fasta), log_every=str(self.log_every))
-        return values
 
 
 def window_span(k: int, stride: int, window_size: int) -> int:
@@ -480,7 +474,7 @@ def run_prepare(config: PrepareConfig) -> int:
             "given its context; judge models against the n-gram reference", config.stride, config.k,
             config.k - config.stride, 4 ** config.stride,
         )
-    with stage_run(config.output_dir, STAGE, config.record(), role="prepare", overwrite=config.overwrite) as run:
+    with stage_run(config.output_dir, STAGE, config_record(config), role="prepare", overwrite=config.overwrite) as run:
         output_dir = run.output_dir
         phases: dict[str, float] = {}
         mark = time.perf_counter()

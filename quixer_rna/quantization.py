@@ -12,23 +12,23 @@ vectors on request, and give per-window tokens.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cli import check_repeated, config_record, every, positive_int
 from .errors import UserError
 from .formats import SPLITS
 from .formats.embeddings import EmbeddingData, WindowArrayWriter, open_embeddings, save_npy
 from .formats.kmer_stream import stream_reference, window_position_counts
 from .formats.tokens import FORMAT, MAP_FILE, VERSION, open_tokens, token_dtype, window_tokens_file
 from .kmers import id_to_kmer
-from .progress import Progress
+from .progress import Every, Progress
 from .runio import atomic_open, atomic_torch_save, atomic_write_json, sha256_file
 from .stage import stage_run
 
@@ -54,6 +54,35 @@ DEFINITIONS = {
     ),
     "unseen_kmer_positions": "window positions of each split whose k-mer never occurs in train (k-mer table input)",
 }
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Everything stage 4 needs, built once from its flags (field metadata: each flag's help and type)."""
+
+    embeddings_dir: str = field(metadata={"required": True, "help": "folder written by lambeq_encoder.py"})
+    output_dir: str = field(metadata={"required": True, "help": "folder for the token map, centres and metadata"})
+    n_clusters: int = field(default=512, metadata={"type": positive_int,
+                                                   "help": "number of k-means clusters = token vocabulary size"})
+    seq_len: int | None = field(default=None, metadata={
+        "type": positive_int, "help": "positions per window; read from the k-mer stream, an error when it differs"})
+    algorithm: str = field(default="auto", metadata={
+        "choices": ALGORITHMS,
+        "help": "'kmeans': full k-means over the distinct train vectors weighted by their counts; 'minibatch': "
+                "mini-batch k-means; 'auto': kmeans for a k-mer table, minibatch for per-window embeddings"})
+    batch_size: int = field(default=4096, metadata={"type": positive_int,
+                                                    "help": "mini-batch size of mini-batch k-means"})
+    n_init: int = field(default=3, metadata={"type": positive_int,
+                                             "help": "k-means++ restarts; the lowest-inertia run is kept"})
+    max_iter: int = field(default=300, metadata={
+        "type": positive_int,
+        "help": "most Lloyd iterations (kmeans) or passes over the data (minibatch, which also stops early)"})
+    write_pt: bool = field(default=False, metadata={
+        "help": "also export the seeds' {split}.pt token files (sequences [N, L]); no stage reads them"})
+    log_every: Every = field(default=Every(seconds=60), metadata={
+        "type": every, "help": "without a terminal, log progress every N windows or every Ns seconds"})
+    seed: int = 0
+    overwrite: bool = False
 
 
 @dataclass
@@ -171,14 +200,6 @@ def shuffled_hamming_share(kmer_tokens: np.ndarray, kmer_ids: np.ndarray, k: int
     return float(np.mean(shares))
 
 
-def check_seq_len(args: argparse.Namespace, data: EmbeddingData) -> None:
-    """--seq_len repeats an upstream fact (the window length): it must agree with the k-mer stream."""
-    width = data.stream.window_size
-    if args.seq_len is not None and args.seq_len != width:
-        raise UserError(f"--seq_len {args.seq_len}: the windows of {data.stream.folder} hold {width} k-mers "
-                        f"({data.stream.folder / 'metadata.json'}); drop --seq_len (it is read from there)")
-
-
 def resolve_algorithm(choice: str, data: EmbeddingData) -> str:
     if choice == "auto":
         return "kmeans" if data.layout == "table" else "minibatch"
@@ -196,37 +217,41 @@ class TableFit:
     dist2: np.ndarray
 
 
-def fit_table(args: argparse.Namespace, data: EmbeddingData) -> TableFit:
+def _fit(config: QuantizeConfig, points: np.ndarray, weights: np.ndarray | None,
+         algorithm: str) -> tuple[np.ndarray, int]:
+    return fit_centres(points, weights, config.n_clusters, algorithm, seed=config.seed, n_init=config.n_init,
+                       max_iter=config.max_iter, batch_size=config.batch_size)
+
+
+def fit_table(config: QuantizeConfig, data: EmbeddingData) -> TableFit:
     """Weighted k-means over the distinct train k-mer embeddings, then every table row assigned."""
     k = data.stream.k
     ids = np.arange(4**k) if data.table_kmers is None else data.table_kmers
     counts = window_position_counts(data.stream.splits["train"], 4**k)[ids]
     present = np.flatnonzero(counts)
     points, weights = distinct_weighted(data.table[present], counts[present])
-    if len(points) < args.n_clusters:
+    if len(points) < config.n_clusters:
         raise UserError(
             f"{data.folder}: only {len(points)} distinct embedding vectors in the train windows, fewer than "
-            f"--n_clusters {args.n_clusters}; lower --n_clusters"
+            f"--n_clusters {config.n_clusters}; lower --n_clusters"
         )
-    algorithm = resolve_algorithm(args.algorithm, data)
-    LOG.info("fitting %s with %d clusters on %d distinct train vectors", algorithm, args.n_clusters, len(points))
-    centres, n_iter = fit_centres(points, weights, args.n_clusters, algorithm, seed=args.seed, n_init=args.n_init,
-                                  max_iter=args.max_iter, batch_size=args.batch_size)
+    algorithm = resolve_algorithm(config.algorithm, data)
+    LOG.info("fitting %s with %d clusters on %d distinct train vectors", algorithm, config.n_clusters, len(points))
+    centres, n_iter = _fit(config, points, weights, algorithm)
     tokens, dist2 = nearest_centres(data.table, centres)
     return TableFit(Fit(centres, algorithm, n_iter, len(points)), ids, counts, tokens, dist2)
 
 
-def fit_windows(args: argparse.Namespace, data: EmbeddingData) -> Fit:
+def fit_windows(config: QuantizeConfig, data: EmbeddingData) -> Fit:
     """Clusters of per-window (contextual) train embeddings."""
     vectors = np.asarray(data.window_embeddings("train")).reshape(-1, data.dim)
-    algorithm = resolve_algorithm(args.algorithm, data)
+    algorithm = resolve_algorithm(config.algorithm, data)
     unique, counts = distinct_weighted(vectors)
-    if len(unique) < args.n_clusters:
+    if len(unique) < config.n_clusters:
         raise UserError(f"{data.folder}: only {len(unique)} distinct train embedding vectors, fewer than --n_clusters "
-                        f"{args.n_clusters}; lower --n_clusters")
+                        f"{config.n_clusters}; lower --n_clusters")
     points, weights = (unique, counts) if algorithm == "kmeans" else (vectors, None)
-    centres, n_iter = fit_centres(points, weights, args.n_clusters, algorithm, seed=args.seed, n_init=args.n_init,
-                                  max_iter=args.max_iter, batch_size=args.batch_size)
+    centres, n_iter = _fit(config, points, weights, algorithm)
     return Fit(centres, algorithm, n_iter, len(unique))
 
 
@@ -264,50 +289,54 @@ def token_metadata(data: EmbeddingData, out: Path, kind: str, vocab: int, files:
             "files": files}
 
 
-def run_quantize(args: argparse.Namespace) -> int:
+def run_quantize(config: QuantizeConfig) -> int:
+    """The stage: fit on train, assign every k-mer (or window position), write the token folder."""
     started = time.perf_counter()
-    data = open_embeddings(args.embeddings_dir)
-    check_seq_len(args, data)
+    data = open_embeddings(config.embeddings_dir)
+    check_repeated("seq_len", config.seq_len, data.stream.window_size,
+                   f"the windows of {data.stream.folder} hold {data.stream.window_size} k-mers",
+                   data.stream.folder / "metadata.json")
     k = data.stream.k
-    with stage_run(args.output_dir, "quantize_lambeq_embeddings", vars(args), role="quantize",
-                   overwrite=args.overwrite) as run:
+    with stage_run(config.output_dir, "quantize_lambeq_embeddings", config_record(config), role="quantize",
+                   overwrite=config.overwrite) as run:
         out = run.output_dir
         loaded = time.perf_counter()
         hamming = shuffled = unseen = None
         if data.layout == "table":
-            table = fit_table(args, data)
+            table = fit_table(config, data)
             fit = table.fit
             fitted = time.perf_counter()
             kmer_tokens = np.full(4**k, -1, dtype=np.int64)
             kmer_tokens[table.ids] = table.tokens
-            sizes = np.bincount(table.tokens, weights=table.counts, minlength=args.n_clusters).round().astype(np.int64)
+            sizes = np.bincount(table.tokens, weights=table.counts,
+                                minlength=config.n_clusters).round().astype(np.int64)
             inertia = float((table.counts * table.dist2).sum())
             files = write_kmer_tokens(out, kmer_tokens, k)
             present = table.ids[table.counts > 0]
             hamming = hamming_neighbour_share(kmer_tokens, present, k)
-            shuffled = shuffled_hamming_share(kmer_tokens, present, k, args.seed)
+            shuffled = shuffled_hamming_share(kmer_tokens, present, k, config.seed)
             train_counts = np.zeros(4**k)
             train_counts[table.ids] = table.counts
             unseen = {name: int(window_position_counts(split, 4**k)[train_counts == 0].sum())
                       for name, split in data.stream.splits.items()}
             kind = "kmer_map"
         else:
-            fit = fit_windows(args, data)
+            fit = fit_windows(config, data)
             fitted = time.perf_counter()
             files = {}
-            sizes = np.zeros(args.n_clusters, dtype=np.int64)
+            sizes = np.zeros(config.n_clusters, dtype=np.int64)
             inertia = 0.0
             for name in SPLITS:
                 vectors = data.window_embeddings(name)
                 n, width = vectors.shape[:2]
-                writer = WindowArrayWriter(window_tokens_file(out, name), (n, width), token_dtype(args.n_clusters))
-                with Progress(n, f"assign {name}", unit="window", every=args.log_every) as progress:
+                writer = WindowArrayWriter(window_tokens_file(out, name), (n, width), token_dtype(config.n_clusters))
+                with Progress(n, f"assign {name}", unit="window", every=config.log_every) as progress:
                     for begin in range(0, n, ASSIGN_CHUNK):
                         block = np.asarray(vectors[begin:begin + ASSIGN_CHUNK]).reshape(-1, data.dim)
                         labels, dist2 = nearest_centres(block, fit.centres)
                         writer.array[begin:begin + ASSIGN_CHUNK] = labels.reshape(-1, width)
                         if name == "train":
-                            sizes += np.bincount(labels, minlength=args.n_clusters)
+                            sizes += np.bincount(labels, minlength=config.n_clusters)
                             inertia += float(dist2.sum())
                         progress.update(len(block) // width)
                 files[window_tokens_file(out, name).name] = writer.close()
@@ -324,8 +353,8 @@ def run_quantize(args: argparse.Namespace) -> int:
             "total": round(time.perf_counter() - started, 3),
         }
         metrics = {
-            "n_clusters": args.n_clusters,
-            "vocab_size": args.n_clusters,
+            "n_clusters": config.n_clusters,
+            "vocab_size": config.n_clusters,
             "algorithm": fit.algorithm,
             "inertia": inertia,
             "token_entropy_bits": entropy,
@@ -337,7 +366,7 @@ def run_quantize(args: argparse.Namespace) -> int:
             "seconds": seconds,
         }
         metadata = {
-            **token_metadata(data, out, kind, args.n_clusters, files),
+            **token_metadata(data, out, kind, config.n_clusters, files),
             **metrics,
             "input_layout": data.layout,
             "embedding_dim": data.dim,
@@ -347,23 +376,23 @@ def run_quantize(args: argparse.Namespace) -> int:
             "train_positions": int(sizes.sum()),
             "cluster_sizes": sizes.tolist(),
             "unseen_kmer_positions": unseen,
-            "seed": args.seed,
-            "embeddings_dir": str(args.embeddings_dir),
+            "seed": config.seed,
+            "embeddings_dir": str(config.embeddings_dir),
             "definitions": DEFINITIONS,
         }
         atomic_write_json(out / "metadata.json", metadata)
-        if args.write_pt:
+        if config.write_pt:
             export_token_pt(out)
         run.finish(metrics)
     if metrics["empty_clusters"]:
         LOG.warning(
             "%d of %d tokens have no train position (near-duplicate train vectors?); consider a lower --n_clusters",
             metrics["empty_clusters"],
-            args.n_clusters,
+            config.n_clusters,
         )
     LOG.info(
         "%d tokens (%d empty), train entropy %.3f bits (perplexity %.1f), inertia %.4g; wrote %s",
-        args.n_clusters,
+        config.n_clusters,
         metrics["empty_clusters"],
         entropy,
         metrics["token_perplexity"],

@@ -10,19 +10,18 @@ distributions shaped like RefSeq mRNA (median total about 2.4 kb; real NM_: abou
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from .errors import UserError
 from .fasta import format_record
 from .download import STAGE, check_output
-from .progress import Progress
+from .progress import Every, Progress
 from .runio import atomic_open
 from .stage import StageRun, stage_run
 
@@ -193,27 +192,39 @@ def synthetic_transcripts(n: int, seed: int) -> Iterator[SyntheticTranscript]:
             )
 
 
-def run_synthetic(args: argparse.Namespace) -> int:
-    """Write --max_sequences synthetic transcripts to args.output in NCBI's FASTA format."""
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """What `--source synthetic` takes (the flags of the same names, parsed once by the script)."""
+
+    output: str
+    max_sequences: int | None
+    seed: int
+    overwrite: bool
+    log_every: Every
+
+
+def run_synthetic(config: SyntheticConfig, record: dict[str, Any]) -> int:
+    """Write config.max_sequences synthetic transcripts to config.output in NCBI's FASTA format; `record` is
+    what the run record keeps as the run's arguments."""
     started = time.monotonic()
-    if args.max_sequences is None or args.max_sequences < 1:
+    if config.max_sequences is None or config.max_sequences < 1:
         raise UserError("--max_sequences: give how many transcripts to generate (a positive number) with --source synthetic")
-    fasta = Path(args.output)
+    fasta = Path(config.output)
     check_output(fasta)
-    with stage_run(fasta, STAGE, vars(args), role="download", overwrite=args.overwrite, flag="--output",
+    with stage_run(fasta, STAGE, record, role="download", overwrite=config.overwrite, flag="--output",
                    single_file=True) as run:
-        if fasta.exists() and run.previous is None and not args.overwrite:
+        if fasta.exists() and run.previous is None and not config.overwrite:
             raise UserError(f"--output {fasta}: exists; pass --overwrite to replace it or choose another file")
-        _write(args, run, fasta, started)
+        _write(config, run, fasta, started)
     return 0
 
 
-def _write(args: argparse.Namespace, run: StageRun, fasta: Path, started: float) -> None:
+def _write(config: SyntheticConfig, run: StageRun, fasta: Path, started: float) -> None:
     lengths: list[int] = []
     isoforms_per_gene: dict[str, int] = {}
-    with atomic_open(fasta) as handle, Progress(args.max_sequences, "synthetic", unit="transcript",
-                                                every=args.log_every) as progress:
-        for transcript in synthetic_transcripts(args.max_sequences, args.seed):
+    with atomic_open(fasta) as handle, Progress(config.max_sequences, "synthetic", unit="transcript",
+                                                every=config.log_every) as progress:
+        for transcript in synthetic_transcripts(config.max_sequences, config.seed):
             handle.write(format_record(transcript.header, transcript.sequence))
             progress.update()
             lengths.append(len(transcript.sequence))
@@ -222,7 +233,7 @@ def _write(args: argparse.Namespace, run: StageRun, fasta: Path, started: float)
     run.finish({
         "synthetic": True,
         "source": "synthetic",
-        "requested": args.max_sequences,
+        "requested": config.max_sequences,
         "written": len(lengths),
         "genes": len(isoforms_per_gene),
         "genes_with_isoforms": sum(1 for count in isoforms_per_gene.values() if count > 1),

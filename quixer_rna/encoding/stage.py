@@ -8,7 +8,7 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..cli import resolve_device
+from ..cli import check_repeated, config_record, every, positive_int, resolve_device
 from ..errors import UserError
 from ..formats.embeddings import (
     FORMAT,
@@ -30,10 +30,10 @@ from ..formats.embeddings import (
 )
 from ..formats.kmer_stream import StreamData, open_stream_data, stream_reference
 from ..kmers import BASES
-from ..progress import Progress
+from ..progress import Every, Progress
 from ..runio import atomic_write_json
 from ..stage import stage_run
-from .circuits import base_angles
+from .circuits import ANSATZE, DEFAULT_ANSATZ, DEFAULT_LAYERS, base_angles
 from .encoder import (
     DISTINCT_TOLERANCE,
     FLOAT32_DISTINCT_TOLERANCE,
@@ -41,6 +41,7 @@ from .encoder import (
     contextual_embeddings,
     count_distinct_rows,
     export_dense,
+    READOUTS,
     qubits_for,
     readout_of,
     table_rows,
@@ -54,6 +55,52 @@ MAX_FULL_TABLE_ROWS = 4**10
 MAX_TABLE_K = 12
 
 
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Everything stage 3 needs, built once from its flags (field metadata: each flag's help and type)."""
+
+    data_dir: str = field(metadata={"required": True,
+                                    "help": "k-mer sentence folder written by prepare_autoregressive_data.py"})
+    output_dir: str = field(metadata={"required": True, "help": "folder for {train,val,test}.pt and metadata.json"})
+    k: int | None = field(default=None, metadata={
+        "type": positive_int, "help": "k-mer length; read from --data_dir's metadata.json, an error when it differs"})
+    max_kmers: int | None = field(default=None, metadata={
+        "type": positive_int, "help": "most k-mers a window may hold; an error when --data_dir's windows are longer"})
+    embedding_dim: int = field(default=64, metadata={
+        "type": positive_int,
+        "help": "length of the readout: 2^n probabilities of n qubits (64 -> 6 qubits), or 2 * 2^n amplitude parts "
+                "with --readout amplitudes (128 -> 6 qubits); anything else is an error"})
+    ansatz: str = field(default=DEFAULT_ANSATZ, metadata={
+        "choices": ANSATZE,
+        "help": "lambeq circuit ansatz of the shared layers. Sim14 (default, with 1 layer): Ry layers and two rings of "
+                "controlled-Rx. Measured on all 4096 6-mers with probabilities (3 seeds): it kept the Hamming "
+                "structure nearly as well as StronglyEntangling (Spearman 0.39-0.42 vs 0.44 between Hamming and "
+                "state-distance) while keeping k-mers 5-10x further from their nearest neighbour (median 0.06-0.08 vs "
+                "0.004-0.02), which the quantizer needs; more layers scramble the Hamming structure. IQP: Hadamards "
+                "and CRz ladders; Sim15: Ry and CNOT rings; StronglyEntangling: Rz-Ry-Rz and CNOT rings"})
+    layers: int = field(default=DEFAULT_LAYERS, metadata={"type": positive_int,
+                                                          "help": "layers of the ansatz (shared by every k-mer)"})
+    readout: str = field(default="probabilities", metadata={
+        "choices": READOUTS,
+        "help": "probabilities of the basis states, or real and imaginary parts of the amplitudes (amplitudes keep "
+                "the exact state overlaps)"})
+    context: str = field(default="none", metadata={
+        "choices": CONTEXTS,
+        "help": "'none': one embedding per k-mer (a table lookup); 'stairs': contextual embeddings from lambeq's "
+                "stairs_reader composition (slow on CPU: 2n-qubit steps per position)"})
+    workers: int = field(default=1, metadata={
+        "type": positive_int,
+        "help": "processes for the window chunks of --context stairs on CPU. The table itself is one batch (torch "
+                "threads: OMP_NUM_THREADS); never a process per k-mer"})
+    dense: bool = field(default=False, metadata={
+        "help": "also export the seeds' per-window layout {split}.pt with embeddings [N, L, D]"})
+    log_every: Every = field(default=Every(seconds=60), metadata={
+        "type": every, "help": "without a terminal, log progress every N windows or every Ns seconds"})
+    seed: int = 0
+    device: str = "auto"
+    overwrite: bool = False
+
+
 @dataclass
 class KmerTable:
     """The embedding table as this run computed it: what the folder's files and metadata.json are written from."""
@@ -65,15 +112,12 @@ class KmerTable:
     tolerance: float  # DISTINCT_TOLERANCE, or FLOAT32_DISTINCT_TOLERANCE for a float32 (CUDA) table
 
 
-def check_against_stream(args: Any, stream: StreamData) -> None:
-    """Flags that repeat an upstream fact must agree with it (the k-mer stream's metadata.json)."""
+def check_against_stream(config: EncodeConfig, stream: StreamData) -> None:
+    """The seeds' --k and --max_kmers repeat facts of the k-mer stream: they must agree with it."""
     where = stream.folder / "metadata.json"
-    if args.k is not None and args.k != stream.k:
-        raise UserError(f"--k {args.k}: the k-mer stream in {stream.folder} holds {stream.k}-mers ({where}); "
-                        "drop --k (it is read from there) or prepare the data again with that --k")
-    if args.max_kmers is not None and stream.window_size > args.max_kmers:
-        raise UserError(f"--max_kmers {args.max_kmers}: windows in {stream.folder} hold {stream.window_size} k-mers "
-                        f"({where}); drop --max_kmers or raise it")
+    check_repeated("k", config.k, stream.k, f"the k-mer stream in {stream.folder} holds {stream.k}-mers", where)
+    check_repeated("max_kmers", config.max_kmers, stream.window_size,
+                   f"windows in {stream.folder} hold {stream.window_size} k-mers", where, at_most=True)
 
 
 def table_kmers(stream: StreamData) -> np.ndarray | None:
@@ -91,12 +135,12 @@ def table_kmers(stream: StreamData) -> np.ndarray | None:
     return np.flatnonzero(present)
 
 
-def open_input(args: Any) -> tuple[StreamData, np.ndarray | None]:
+def open_input(config: EncodeConfig) -> tuple[StreamData, np.ndarray | None]:
     """The k-mer stream of --data_dir, checked against the flags, and the k-mers the table holds (None: all)."""
-    stream = open_stream_data(args.data_dir)
-    check_against_stream(args, stream)
+    stream = open_stream_data(config.data_dir)
+    check_against_stream(config, stream)
     k = stream.k
-    if args.context == "stairs" and 4**k > MAX_FULL_TABLE_ROWS:
+    if config.context == "stairs" and 4**k > MAX_FULL_TABLE_ROWS:
         raise UserError(f"--context stairs: needs every {k}-mer's state; use k <= {round(math.log(MAX_FULL_TABLE_ROWS, 4))}")
     return stream, table_kmers(stream)
 
@@ -112,17 +156,17 @@ def evaluate_table(encoder: KmerEncoder, kmers: np.ndarray | None, device: torch
     return states, table
 
 
-def write_embeddings(args: Any, encoder: KmerEncoder, stream: StreamData, table: KmerTable,
+def write_embeddings(config: EncodeConfig, encoder: KmerEncoder, stream: StreamData, table: KmerTable,
                      output_dir: Path) -> dict[str, str]:
     """The folder's embedding files, name -> sha256: the table (and its k-mer ids when it holds only some),
     or with --context stairs one array of contextual embeddings per split."""
     files: dict[str, str] = {}
-    if args.context == "stairs":
+    if config.context == "stairs":
         for name, split in stream.splits.items():
             writer = WindowArrayWriter(window_file(output_dir, name), (split.num_windows, split.window_size,
-                                                                        args.embedding_dim), np.float32)
-            with Progress(split.num_windows, f"stairs {name}", unit="window", every=args.log_every) as progress:
-                contextual_embeddings(encoder, table.states, split, writer.array, args.workers, progress)
+                                                                        config.embedding_dim), np.float32)
+            with Progress(split.num_windows, f"stairs {name}", unit="window", every=config.log_every) as progress:
+                contextual_embeddings(encoder, table.states, split, writer.array, config.workers, progress)
             files[window_file(output_dir, name).name] = writer.close()
     else:
         files[TABLE_FILE] = save_npy(output_dir / TABLE_FILE, table.values)
@@ -154,31 +198,31 @@ def lambeq_version() -> str | None:
         return None
 
 
-def embeddings_metadata(args: Any, stream: StreamData, output_dir: Path, encoder: KmerEncoder, table: KmerTable,
-                        files: dict[str, str], device: torch.device, dtype: torch.dtype,
+def embeddings_metadata(config: EncodeConfig, stream: StreamData, output_dir: Path, encoder: KmerEncoder,
+                        table: KmerTable, files: dict[str, str], device: torch.device, dtype: torch.dtype,
                         timings: dict[str, float]) -> dict[str, Any]:
     """The folder's metadata.json (quixer_rna.formats.embeddings reads it)."""
     k, n_qubits = stream.k, encoder.n_qubits
     return {
         "format": FORMAT,
         "version": VERSION,
-        "layout": "windows" if args.context == "stairs" else "table",
+        "layout": "windows" if config.context == "stairs" else "table",
         "stage": "lambeq_encoder",
         "stream": stream_reference(stream, output_dir),
         "files": files,
         "lambeq_version": lambeq_version(),
-        "ansatz": args.ansatz,
+        "ansatz": config.ansatz,
         "qubits": n_qubits,
-        "layers": args.layers,
-        "readout": args.readout,
+        "layers": config.layers,
+        "readout": config.readout,
         "readout_layout": "probabilities |a_i|^2, i = basis index, qubit 0 most significant"
-        if args.readout == "probabilities"
+        if config.readout == "probabilities"
         else "[Re a_0 .. Re a_{2^n-1}, Im a_0 .. Im a_{2^n-1}], qubit 0 most significant",
-        "context": args.context,
+        "context": config.context,
         "k": k,
-        "embedding_dim": args.embedding_dim,
+        "embedding_dim": config.embedding_dim,
         "window_length": stream.window_size,
-        "seed": args.seed,
+        "seed": config.seed,
         "device": str(device),
         "precision": str(dtype).replace("torch.", ""),
         "encoding": {
@@ -199,7 +243,7 @@ def embeddings_metadata(args: Any, stream: StreamData, output_dir: Path, encoder
         "distinct_embeddings": table.distinct,
         "distinct_tolerance": table.tolerance,
         "timings": {key: round(value, 4) for key, value in timings.items()},
-        "data_dir": str(args.data_dir),
+        "data_dir": str(config.data_dir),
     }
 
 
@@ -211,19 +255,20 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
     timings[key] = time.perf_counter() - start
 
 
-def run_encode(args: Any) -> int:
+def run_encode(config: EncodeConfig) -> int:
     """lambeq_encoder.py: every flag is checked against the stream before the output folder is claimed."""
-    n_qubits = qubits_for(args.embedding_dim, args.readout)
-    device = resolve_device(args.device)
+    n_qubits = qubits_for(config.embedding_dim, config.readout)
+    device = resolve_device(config.device)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
     timings: dict[str, float] = {}
     with _timed(timings, "open_stream_s"):
-        stream, kmers = open_input(args)
-    with stage_run(args.output_dir, "lambeq_encoder", vars(args), role="encode", overwrite=args.overwrite) as run:
+        stream, kmers = open_input(config)
+    with stage_run(config.output_dir, "lambeq_encoder", config_record(config), role="encode",
+                   overwrite=config.overwrite) as run:
         output_dir = run.output_dir
         with _timed(timings, "circuit_s"):
-            encoder = KmerEncoder.build(stream.k, n_qubits, args.ansatz, args.layers, args.readout, args.seed,
-                                        stairs=args.context == "stairs")
+            encoder = KmerEncoder.build(stream.k, n_qubits, config.ansatz, config.layers, config.readout, config.seed,
+                                        stairs=config.context == "stairs")
         with _timed(timings, "table_build_s"):
             states, readouts = evaluate_table(encoder, kmers, device, dtype)
         tolerance = DISTINCT_TOLERANCE if dtype == torch.float64 else FLOAT32_DISTINCT_TOLERANCE
@@ -233,11 +278,11 @@ def run_encode(args: Any) -> int:
                  timings["table_build_s"], table.distinct)
 
         with _timed(timings, "write_s"):
-            files = write_embeddings(args, encoder, stream, table, output_dir)
-            if args.dense:
-                export_dense_splits(args.context, stream, table, output_dir)
+            files = write_embeddings(config, encoder, stream, table, output_dir)
+            if config.dense:
+                export_dense_splits(config.context, stream, table, output_dir)
 
-        info = embeddings_metadata(args, stream, output_dir, encoder, table, files, device, dtype, timings)
+        info = embeddings_metadata(config, stream, output_dir, encoder, table, files, device, dtype, timings)
         atomic_write_json(output_dir / METADATA_FILE, info)
         run.finish({**{key: info[key] for key in ("windows", "distinct_kmers", "distinct_embeddings", "qubits", "k")},
                     **timings})

@@ -23,8 +23,16 @@ _DROPOUT = {"type": rate, "help": "dropout probability"}
 _FFN = {"type": positive_int, "help": "feed-forward width (default: 4 x the embedding size)"}
 
 
+def _check_sizes(name: str, **sizes: int) -> None:
+    for flag, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name}: {flag} must be at least 1, got {value}")
+
+
 @dataclass
 class LSTMConfig:
+    """The LSTM's sizes; hidden_dim None is resolved here, once, to the embedding size."""
+
     embedding_dim: int = field(default=96, metadata=_EMBEDDING)
     hidden_dim: int | None = field(default=None, metadata={"type": positive_int,
                                                            "help": "LSTM hidden size (default: the embedding size)"})
@@ -34,10 +42,13 @@ class LSTMConfig:
     def __post_init__(self) -> None:
         if self.hidden_dim is None:
             self.hidden_dim = self.embedding_dim
+        _check_sizes("lstm", embedding_dim=self.embedding_dim, hidden_dim=self.hidden_dim, num_layers=self.num_layers)
 
 
 @dataclass
 class TransformerConfig:
+    """The Transformer's sizes; ffn_dim None is resolved here, once, to 4 x the embedding size."""
+
     embedding_dim: int = field(default=96, metadata=_EMBEDDING)
     num_layers: int = field(default=1, metadata={"type": positive_int, "help": "encoder layers"})
     num_heads: int = field(default=1, metadata={"type": positive_int, "help": "attention heads"})
@@ -47,12 +58,16 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         if self.ffn_dim is None:
             self.ffn_dim = 4 * self.embedding_dim
+        _check_sizes("transformer", embedding_dim=self.embedding_dim, num_layers=self.num_layers,
+                     num_heads=self.num_heads, ffn_dim=self.ffn_dim)
         if self.embedding_dim % self.num_heads:
             raise ValueError(f"--embedding_dim {self.embedding_dim}: must be divisible by --num_heads {self.num_heads}")
 
 
 @dataclass
 class FNetConfig:
+    """FNet's sizes; ffn_dim None is resolved here, once, to 4 x the embedding size."""
+
     embedding_dim: int = field(default=96, metadata=_EMBEDDING)
     num_layers: int = field(default=2, metadata={"type": positive_int, "help": "Fourier-mixing blocks"})
     ffn_dim: int | None = field(default=None, metadata=_FFN)
@@ -61,6 +76,7 @@ class FNetConfig:
     def __post_init__(self) -> None:
         if self.ffn_dim is None:
             self.ffn_dim = 4 * self.embedding_dim
+        _check_sizes("fnet", embedding_dim=self.embedding_dim, num_layers=self.num_layers, ffn_dim=self.ffn_dim)
 
 
 CONFIGS = {"lstm": LSTMConfig, "transformer": TransformerConfig, "fnet": FNetConfig}
@@ -74,12 +90,6 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
-
-
-def _check_sizes(name: str, **sizes: int) -> None:
-    for flag, value in sizes.items():
-        if value < 1:
-            raise ValueError(f"{name}: {flag} must be at least 1, got {value}")
 
 
 @register("lstm", LSTMConfig)
@@ -96,8 +106,9 @@ class LSTMModel(nn.Module):
         dropout: float = 0.1,
     ):
         super().__init__()
-        hidden_dim = hidden_dim or embedding_dim
-        _check_sizes("lstm", vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim, num_layers=num_layers)
+        # The config resolves hidden_dim's default and checks the sizes.
+        hidden_dim = LSTMConfig(embedding_dim, hidden_dim, num_layers, dropout).hidden_dim
+        _check_sizes("lstm", vocab_size=vocab_size)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(
@@ -136,13 +147,9 @@ class TransformerModel(nn.Module):
         dropout: float = 0.1,
     ):
         super().__init__()
-        ffn_dim = ffn_dim or 4 * embedding_dim
-        _check_sizes(
-            "transformer", vocab_size=vocab_size, embedding_dim=embedding_dim, num_layers=num_layers,
-            num_heads=num_heads, ffn_dim=ffn_dim, context_length=context_length,
-        )
-        if embedding_dim % num_heads:
-            raise ValueError(f"transformer: embedding_dim {embedding_dim} is not divisible by num_heads {num_heads}")
+        # The config resolves ffn_dim's default and checks the sizes.
+        ffn_dim = TransformerConfig(embedding_dim, num_layers, num_heads, ffn_dim, dropout).ffn_dim
+        _check_sizes("transformer", vocab_size=vocab_size, context_length=context_length)
         self.scale = math.sqrt(embedding_dim)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.register_buffer("positions", sinusoidal_positions(context_length, embedding_dim), persistent=False)
@@ -208,11 +215,9 @@ class FNetModel(nn.Module):
         dropout: float = 0.1,
     ):
         super().__init__()
-        ffn_dim = ffn_dim or 4 * embedding_dim
-        _check_sizes(
-            "fnet", vocab_size=vocab_size, embedding_dim=embedding_dim, num_layers=num_layers, ffn_dim=ffn_dim,
-            context_length=context_length,
-        )
+        # The config resolves ffn_dim's default and checks the sizes.
+        ffn_dim = FNetConfig(embedding_dim, num_layers, ffn_dim, dropout).ffn_dim
+        _check_sizes("fnet", vocab_size=vocab_size, context_length=context_length)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.positions = nn.Embedding(context_length, embedding_dim)
         self.embed_norm = nn.LayerNorm(embedding_dim)

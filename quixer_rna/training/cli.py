@@ -10,72 +10,59 @@ from pathlib import Path
 from typing import Any
 
 from .. import checkpoint as ckpt
-from ..cli import add_common_args, add_dataclass_args, dataclass_values
+from ..cli import add_common_args, add_dataclass_args
 from ..errors import UserError
 from ..formats.results import read_result, write_result
 from ..formats.tokens import open_tokens
 from ..stage import stage_run
-from .config import TrainConfig
+from .config import TASKS, TrainConfig, TrainerStageConfig  # TASKS: tune_quixer_hybrid.py imports it from here
 from .distributed import DistContext, setup_distributed
 from .loop import Trainer
 
 LOG = logging.getLogger("quixer_rna.training")
-TASKS = ("autoregressive",)
 
 
-def add_training_args(parser: argparse.ArgumentParser, output_help: str, default_output_dir: str | None) -> None:
-    """The flags every trainer script shares (data, --config, optimisation, schedule, checkpoints)."""
-    group = parser.add_argument_group("data and output")
-    group.add_argument("--data_dir", required=True,
-                       help="token folder: the output of quantize_lambeq_embeddings.py or prepare_classical_benchmarks.py "
-                            "(or run_classical_prep.sh's OUT_DIR, which holds it as tokens/)")
-    group.add_argument("--task", choices=TASKS, default="autoregressive",
-                       help="tokens 1..L-1 of a window predict token L (the only task; kept for the seeds' commands)")
-    group.add_argument("--output_dir", default=default_output_dir, help=output_help)
-    group.add_argument("--config",
-                       help="JSON file of flag values (e.g. the tuner's best_params.json); flags on the command line "
-                            "override it")
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The flags every trainer script shares (data and output, --config, optimisation, schedule, checkpoints):
+    the fields of TrainerStageConfig and TrainConfig, and the common ones."""
+    add_dataclass_args(parser.add_argument_group("data and output"), TrainerStageConfig, skip=("overwrite",))
     add_dataclass_args(parser.add_argument_group("training"), TrainConfig, skip=("seed", "device"))
     add_common_args(parser, device=True)
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**dataclass_values(TrainConfig, args))
-
-
-def run_training_stage(args: argparse.Namespace, stage: str, model_name: str, model_config: Any) -> dict[str, Any]:
-    """Check the data, claim or resume the output folder, train, and leave args.json and the result
-    (metrics.json). A finished run rerun just reports its result."""
-    config = train_config(args)
-    dist = setup_distributed(config.device)
+def run_training_stage(stage_name: str, stage: TrainerStageConfig, train: TrainConfig, model_name: str,
+                       model_config: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """Check the data, claim or resume the output folder, train, and leave the run record (its arguments:
+    `record`) and the result (metrics.json). A finished run rerun just reports its result."""
+    dist = setup_distributed(train.device)
     settled = False
     try:
-        result = _train_or_report(args, stage, model_name, model_config, config, dist)
+        result = _train_or_report(stage_name, stage, train, model_name, model_config, record, dist)
         settled = True  # the trainer (its DDP wrapper) is gone: the process group can be left cleanly
         return result
     finally:
         dist.close(settle=settled)
 
 
-def _train_or_report(args: argparse.Namespace, stage: str, model_name: str, model_config: Any, config: TrainConfig,
-                     dist: DistContext) -> dict[str, Any]:
-    data = open_tokens(args.data_dir)
-    output_dir = Path(args.output_dir)
+def _train_or_report(stage_name: str, stage: TrainerStageConfig, train: TrainConfig, model_name: str,
+                     model_config: Any, record: dict[str, Any], dist: DistContext) -> dict[str, Any]:
+    data = open_tokens(stage.data_dir)
+    output_dir = Path(stage.output_dir)
     with contextlib.ExitStack() as stack:
         run, error = None, None
         if dist.is_main_process:
             try:
-                run = stack.enter_context(stage_run(output_dir, stage, vars(args), role="train",
-                                                    overwrite=args.overwrite, completed="report"))
+                run = stack.enter_context(stage_run(output_dir, stage_name, record, role="train",
+                                                    overwrite=stage.overwrite, completed="report"))
             except UserError as exc:
                 error = str(exc)
         error = dist.broadcast_object(error)
         if error is not None:
             raise UserError(error)
         done = dist.broadcast_object(run is not None and run.completed_earlier)
-        resume = (output_dir / ckpt.LAST).is_file() and not args.overwrite
+        resume = (output_dir / ckpt.LAST).is_file() and not stage.overwrite
         # Built before a finished run is reported too: resuming refuses a run made with other settings.
-        trainer = Trainer(model_name, model_config, data, config, output_dir, dist, resume=resume)
+        trainer = Trainer(model_name, model_config, data, train, output_dir, dist, resume=resume)
         if done:
             LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
             return read_result(output_dir).raw if dist.is_main_process else {}

@@ -1,6 +1,6 @@
-"""Training settings shared by every trainer script (a model's own sizes live with the model, in models/).
-Field metadata carries each flag's help and argparse type, so the scripts, the tuner and checkpoints share
-one definition."""
+"""Settings shared by every trainer script (a model's own sizes live with the model, in models/): where the data
+come from and the results go (TrainerStageConfig), and how to train (TrainConfig). Field metadata carries each
+flag's help and argparse type, so the scripts, the tuner and checkpoints share one definition."""
 
 from __future__ import annotations
 
@@ -13,6 +13,25 @@ from ..progress import Every
 
 CPU_BATCH = 32
 CUDA_BATCH = 1024
+TASKS = ("autoregressive",)
+
+
+@dataclass(frozen=True)
+class TrainerStageConfig:
+    """A trainer script's own flags: its input, its output folder and what to do with one holding results."""
+
+    data_dir: str = field(metadata={
+        "required": True,
+        "help": "token folder: the output of quantize_lambeq_embeddings.py or prepare_classical_benchmarks.py (or "
+                "run_classical_prep.sh's OUT_DIR, which holds it as tokens/)"})
+    task: str = field(default="autoregressive", metadata={
+        "choices": TASKS,
+        "help": "tokens 1..L-1 of a window predict token L (the only task; kept for the seeds' commands)"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where checkpoints, metrics and curves go; default runs/<model>"})
+    config: str | None = field(default=None, metadata={
+        "help": "JSON file of flag values (e.g. the tuner's best_params.json); flags on the command line override it"})
+    overwrite: bool = False
 
 
 @dataclass
