@@ -1,12 +1,17 @@
 """What a study folder holds, read through the stages' own records: every run record (args.json, or
 <file>.args.json beside a single-file output) names its stage and role, every model result follows the
 results schema (quixer_rna.formats.results), and results are grouped into token tracks (one per token
-folder, by fingerprint) and, within a track, into model variants over seeds."""
+folder, by fingerprint) and, within a track, into model variants over seeds and training fractions.
+
+Each track's test windows are mapped to their gene (the unit the split kept whole) through the test split's
+transcripts.tsv; each run's per-window losses (test_predictions.npz) are kept only as per-gene sums, which is
+all the bootstrap needs. A folder that is not a result, or a result of another schema, is left out with its
+reason in the report's problems.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,22 +20,24 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..formats.predictions import Predictions, load_predictions
+from ..formats.predictions import load_predictions
 from ..formats.results import ModelResult, read_result
 from ..formats.tokens import open_tokens
 from ..metrics import unigram_log_probs
-from ..runio import ARGS_FILE, METRICS_FILE, read_json
+from ..runio import ARGS_FILE
+from .labels import COUNT_MODELS, Name, assign_labels, model_name
+from .stats import per_gene_sums
 
-LOG = logging.getLogger("quixer_rna.report")
 # Arguments that do not make a different model variant (the seed is what a group averages over).
 NOT_VARIANT = frozenset({"seed", "output_dir", "device", "overwrite", "log_level", "log_every", "data_dir", "config",
                          "train_fraction", "eval_batch_size", "checkpoint_every", "task"})
 ROLE_ORDER = ("download", "prepare", "raw_tokens", "encode", "quantize", "train", "tune", "circuit", "trial", "report")
+NEURAL_KEYS = ("converged", "stopped_by", "epochs_seen")
 
 
 @dataclass
 class StageRecord:
-    """One run record: where, which stage and role, how it ended, and the files beside it."""
+    """One run record: where, which stage and role, how it ended."""
 
     path: Path  # the record file
     stage: str
@@ -52,17 +59,6 @@ class StageRecord:
         if self.path.name == ARGS_FILE:
             return self.folder / name
         return self.folder / f"{self.name}.{name}"
-
-    def json(self, name: str) -> dict[str, Any] | None:
-        path = self.sibling(name) if name == METRICS_FILE else self.folder / name
-        if not path.is_file():
-            return None
-        try:
-            value = read_json(path)
-        except UserError as exc:
-            LOG.warning("%s", exc)
-            return None
-        return value if isinstance(value, dict) else None
 
 
 def discover(runs_dir: Path) -> tuple[list[StageRecord], list[str]]:
@@ -91,23 +87,36 @@ def discover(runs_dir: Path) -> tuple[list[StageRecord], list[str]]:
     return found, problems
 
 
+def first_stage(stages: list[StageRecord], role: str) -> StageRecord | None:
+    """The first completed stage of a role, else the first of that role."""
+    matches = [s for s in stages if s.role == role]
+    return next((s for s in matches if s.status == "completed"), matches[0] if matches else None)
+
+
 @dataclass
 class Run:
     record: StageRecord
     result: ModelResult
-    predictions: Predictions | None
+    sums: np.ndarray | None = None  # per-gene sums of the per-window test losses (None: no usable predictions)
 
 
 @dataclass
 class Group:
-    """One model variant: the same settings, one run per seed."""
+    """One model variant at one training fraction: the same settings, one run per seed."""
 
     model: str
+    name: Name
     variant: dict[str, Any]
     fraction: float
     tuned: bool = False
     runs: list[Run] = field(default_factory=list)
+    base: str = ""
     label: str = ""
+
+    @property
+    def counts(self) -> bool:
+        """A count model: no training to converge, no seed to repeat."""
+        return self.model in COUNT_MODELS
 
     @property
     def seeds(self) -> list[int]:
@@ -117,13 +126,16 @@ class Group:
         return [float(run.result.test[name]) for run in self.runs]
 
     @property
-    def with_predictions(self) -> list[Run]:
-        return [run for run in self.runs if run.predictions is not None]
+    def sums(self) -> np.ndarray | None:
+        """[seeds, genes] per-gene loss sums, when every run has them."""
+        if not self.runs or any(run.sums is None for run in self.runs):
+            return None
+        return np.stack([run.sums for run in self.runs])
 
 
 @dataclass
 class Track:
-    """One token set: every result on it, its unigram reference per window, and what a target is."""
+    """One token set: every result on it, its test genes, and the train-unigram reference per gene."""
 
     fingerprint: str
     tokenizer: str
@@ -131,17 +143,25 @@ class Track:
     k: int
     folder: Path
     nt_per_target: int | None = None
-    transcripts: np.ndarray | None = None
-    unigram_nll: np.ndarray | None = None
+    units: np.ndarray | None = None  # each test window's gene, numbered 0..genes-1
+    genes: np.ndarray | None = None  # the test genes' names, by number
+    unigram_sums: np.ndarray | None = None
     unigram_accuracy: float | None = None
     unigram_top5: float | None = None
     groups: list[Group] = field(default_factory=list)
+    transcripts: np.ndarray | None = None  # each test window's transcript row
 
     @property
     def name(self) -> str:
-        if self.tokenizer == "raw k-mers":
-            return f"raw {self.k}-mers ({self.vocab_size:,} tokens)"
-        return f"{self.tokenizer} ({self.vocab_size:,} tokens)"
+        return track_name(self.tokenizer, self.vocab_size, self.k)
+
+    @property
+    def test_genes(self) -> int | None:
+        return None if self.genes is None else len(self.genes)
+
+    def gene_sums(self, values: np.ndarray) -> np.ndarray:
+        """Per-gene sums of per-window values over this track's test windows."""
+        return per_gene_sums(values, self.units, len(self.genes))
 
     @property
     def raw(self) -> bool:
@@ -151,34 +171,68 @@ class Track:
         return [g for g in self.groups if math.isclose(g.fraction, 1.0)]
 
 
+def track_name(tokenizer: str, vocab_size: int, k: int) -> str:
+    """How the report names a token track."""
+    if tokenizer == "raw k-mers":
+        return f"raw {k}-mers ({vocab_size:,} tokens)"
+    return f"{tokenizer} ({vocab_size:,} tokens)"
+
+
 def _variant(record: StageRecord, result: ModelResult) -> dict[str, Any]:
     args = {k: v for k, v in record.args.items() if k not in NOT_VARIANT}
     return {"model": result.model, **args}
 
 
-def _reference(track: Track, problems: list[str]) -> None:
-    """The train-unigram's per-window NLL on the test targets (the trainers' definition) and its hits."""
+def _read(record: StageRecord) -> tuple[ModelResult, Name]:
+    """A result with the fields the report needs of its kind, or a one-line UserError naming its file."""
+    result = read_result(record.folder)
+    if result.model not in COUNT_MODELS:
+        missing = [key for key in NEURAL_KEYS if key not in result.raw]
+        if missing:
+            raise UserError(f"{record.folder / 'metrics.json'}: a neural result without {', '.join(missing)} "
+                            "(written before training recorded convergence); rerun its stage")
+    return result, model_name(result)
+
+
+def _reference(track: Track) -> None:
+    """The test windows' genes, and the train-unigram's per-window NLL on the test targets (the trainers'
+    definition) as per-gene sums, with its hits."""
     import torch
 
-    try:
-        data = open_tokens(track.folder, splits=("train", "test"))
-    except UserError as exc:
-        problems.append(f"{track.name}: {exc}")
-        return
+    data = open_tokens(track.folder, splits=("train", "test"))
+    test = data["test"]
     log_probs = unigram_log_probs(data["train"].target_counts())
-    targets = torch.cat([data["test"].targets(torch.arange(b, min(data["test"].num_windows, b + (1 << 18))))
-                         for b in range(0, data["test"].num_windows, 1 << 18)])
-    track.unigram_nll = (-log_probs[targets]).numpy()
+    targets = torch.cat([test.targets(torch.arange(b, min(test.num_windows, b + (1 << 18))))
+                         for b in range(0, test.num_windows, 1 << 18)])
+    rows = test.window_transcripts()
+    genes = np.asarray(test.stream.transcripts.genes, dtype=object)
+    names, units = np.unique(genes[rows], return_inverse=True)
+    track.transcripts, track.units, track.genes = rows, units.reshape(-1), names
+    track.unigram_sums = track.gene_sums((-log_probs[targets]).numpy())
     ranked = torch.argsort(log_probs, descending=True)
     track.unigram_accuracy = float((targets == ranked[0]).double().mean())
     track.unigram_top5 = float(torch.isin(targets, ranked[:5]).double().mean())
-    track.transcripts = data["test"].window_transcripts()
-    stride, k = int(data.stream.meta["stride"]), data.k
-    track.nt_per_target = min(stride, k)
+    track.nt_per_target = min(int(data.stream.meta["stride"]), data.k)
+
+
+def _attach_predictions(track: Track, run: Run, problems: list[str]) -> None:
+    """The run's per-window losses as per-gene sums, when they are over this track's test windows."""
+    name = run.record.name
+    try:
+        predictions = load_predictions(run.result.predictions_path)
+    except UserError as exc:
+        problems.append(f"{name}: {exc}")
+        return
+    if predictions.fingerprint != run.result.tokens["fingerprint"]:
+        problems.append(f"{name}: its predictions were made on other token data; no interval")
+    elif track.transcripts is None or not np.array_equal(predictions.transcript, track.transcripts):
+        problems.append(f"{name}: its predictions cover other windows than the track's test split; no interval")
+    else:
+        run.sums = track.gene_sums(predictions.nll)
 
 
 def collect_tracks(stages: list[StageRecord]) -> tuple[list[Track], list[str]]:
-    """Model results grouped by token set and variant, with each track's unigram reference."""
+    """Model results grouped by token set and variant, with each track's genes and unigram reference."""
     problems: list[str] = []
     tracks: dict[str, Track] = {}
     for record in stages:
@@ -188,18 +242,10 @@ def collect_tracks(stages: list[StageRecord]) -> tuple[list[Track], list[str]]:
             problems.append(f"{record.name} ({record.stage}): {record.status}; left out of the tables")
             continue
         try:
-            result = read_result(record.folder)
+            result, name = _read(record)
         except UserError as exc:
             problems.append(str(exc))
             continue
-        predictions = None
-        try:
-            predictions = load_predictions(result.predictions_path)
-            if predictions.fingerprint != result.tokens["fingerprint"]:
-                problems.append(f"{record.name}: its predictions were made on other token data; no interval")
-                predictions = None
-        except UserError as exc:
-            problems.append(f"{record.name}: {exc}")
         fingerprint = str(result.tokens["fingerprint"])
         track = tracks.setdefault(fingerprint, Track(fingerprint, result.tokenizer, int(result.tokens["vocab_size"]),
                                                      result.k, Path(result.tokens["folder"])))
@@ -207,31 +253,17 @@ def collect_tracks(stages: list[StageRecord]) -> tuple[list[Track], list[str]]:
         fraction = float(result.train["fraction"])
         group = next((g for g in track.groups if g.variant == variant and math.isclose(g.fraction, fraction)), None)
         if group is None:
-            group = Group(result.model, variant, fraction, tuned=bool(record.args.get("config")))
+            group = Group(result.model, name, variant, fraction, tuned=bool(record.args.get("config")))
             track.groups.append(group)
-        group.runs.append(Run(record, result, predictions))
+        group.runs.append(Run(record, result))
     for track in tracks.values():
-        _reference(track, problems)
-        _label(track)
-        for group in track.groups:
-            lengths = {len(run.predictions) for run in group.with_predictions}
-            if track.unigram_nll is not None and lengths - {len(track.unigram_nll)}:
-                problems.append(f"{track.name}: {group.label}'s predictions cover other windows; no interval")
+        try:
+            _reference(track)
+        except UserError as exc:
+            problems.append(f"{track.name}: {exc}; no intervals")
+        else:
+            for group in track.groups:
                 for run in group.runs:
-                    run.predictions = None
+                    _attach_predictions(track, run, problems)
+        assign_labels(track.groups)
     return list(tracks.values()), problems
-
-
-def _label(track: Track) -> None:
-    """Model name ("tuned" when trained with a tuner's best_params.json), plus the settings that tell apart
-    the variants that would otherwise share a label in the same track."""
-    by_name: dict[tuple[str, bool], list[Group]] = {}
-    for group in track.groups:
-        by_name.setdefault((group.model, group.tuned), []).append(group)
-    for groups in by_name.values():
-        variants = {json.dumps(g.variant, sort_keys=True, default=str) for g in groups}
-        keys = sorted({k for g in groups for k in g.variant}) if len(variants) > 1 else []
-        differing = [k for k in keys if len({json.dumps(g.variant.get(k), default=str) for g in groups}) > 1]
-        for group in groups:
-            tags = ["tuned"] * group.tuned + [f"{k}={group.variant.get(k)}" for k in differing]
-            group.label = f"{group.model} ({', '.join(tags)})" if tags else group.model

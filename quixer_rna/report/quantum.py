@@ -1,0 +1,82 @@
+"""The report's quantum-cost section, self-contained so it can follow the circuit stage (quixer_circuit.py):
+a strict reader of the keys of resources.json it shows, its record, and its markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UserError
+from ..runio import read_json
+from .fmt import number, table
+from .strict import Strict
+
+if TYPE_CHECKING:
+    from .collect import StageRecord
+
+RESOURCES_FILE = "resources.json"
+SHOTS_SHOWN = 1000  # the test CE column: at this many shots when measured, else at the most measured
+
+
+@dataclass(frozen=True)
+class QuantumCost:
+    folder: str
+    run: str  # the trained Quixer run the circuit was made from
+    qubits: int
+    two_qubit_gates: int
+    depth: int
+    success_probability: float
+    raw_shots_per_prediction: float
+    eps: float
+    shots: int | None  # the shot count of `cross_entropy_at_shots`
+    cross_entropy_at_shots: float | None
+    break_even_p2q: float | None
+
+
+def read_cost(stage: "StageRecord", runs_dir: Path) -> QuantumCost:
+    """resources.json of one circuit stage, strictly."""
+    path = stage.folder / RESOURCES_FILE
+    res = Strict(read_json(path, "resources"), path)
+    per_prediction = res.sub("raw_shots_per_prediction")
+    rows = res["shots"]
+    if not isinstance(rows, list):
+        raise UserError(f"{path}: 'shots' is not a list; rerun quixer_circuit.py")
+    by_shots = {}
+    for i, row in enumerate(rows):
+        row = Strict(row, path, f"shots.{i}.")
+        by_shots[row.integer("shots")] = row.number("cross_entropy")
+    shots = SHOTS_SHOWN if SHOTS_SHOWN in by_shots else max(by_shots, default=None)
+    return QuantumCost(
+        folder=stage.folder.relative_to(runs_dir).as_posix(),
+        run=Strict(stage.args, stage.path, "args.").text("run_dir"),
+        qubits=res.sub("qubits").integer("total"), two_qubit_gates=res.integer("two_qubit_gates"),
+        depth=res.integer("depth"), success_probability=res.sub("success_probability").number("mean"),
+        raw_shots_per_prediction=per_prediction.number("mean_over_windows"), eps=per_prediction.number("eps"),
+        shots=shots, cross_entropy_at_shots=None if shots is None else by_shots[shots],
+        break_even_p2q=res.number_or_none("break_even_p2q"),
+    )
+
+
+def read_costs(stages: list["StageRecord"], runs_dir: Path) -> tuple[QuantumCost, ...]:
+    """Every completed circuit stage's cost."""
+    return tuple(read_cost(s, runs_dir) for s in stages if s.role == "circuit" and s.status == "completed")
+
+
+def markdown(costs: tuple[QuantumCost, ...]) -> list[str]:
+    """The section's lines (none without a circuit stage)."""
+    if not costs:
+        return []
+    lines = [[f"`{c.folder}` ({Path(c.run).name})", f"{c.qubits:,}", f"{c.two_qubit_gates:,}", f"{c.depth:,}",
+              f"{c.success_probability:.3f}", f"{c.raw_shots_per_prediction:.3g}",
+              "-" if c.cross_entropy_at_shots is None else f"{c.cross_entropy_at_shots:.4f} ({c.shots:,} shots)",
+              "none" if c.break_even_p2q is None else f"{c.break_even_p2q:.3g}"] for c in costs]
+    eps = ", ".join(sorted({number(c.eps, 3) for c in costs}))
+    return ["## Quantum cost", "",
+            "The trained Quixer as a circuit a device could run (quixer_circuit.py: PennyLane, checked against the "
+            "simulator). Raw shots per prediction: three measurement settings, each 1/eps^2 kept shots at eps = "
+            f"{eps}, divided by the post-selection success probability (mean over windows). Break-even: the "
+            "two-qubit error rate at which the gain over the unigram is gone (global depolarizing approximation; "
+            "none: no rate reaches the unigram).", "",
+            table(("circuit (trained run)", "qubits", "two-qubit gates", "depth", "mean success probability",
+                   "raw shots per prediction", "CE at shots (its windows)", "break-even p (2q)"), lines), ""]
