@@ -224,6 +224,11 @@ def run_markov_stage(stage: TrainerStageConfig, train_config: TrainConfig, confi
         val_ids = val.stream.windows(sample.numpy())
         order, alpha, tried = choose_order(counts, k, stride, val_ids)
         model = MarkovModel(counts, k, stride, order, alpha)
+        val_loss = tried[str(order)]["val_cross_entropy"]
+        if token_map is not None:  # the validation loss of what it predicts: tokens, not k-mers
+            val_loss = float(np.mean(np.concatenate([
+                model.token_scores(val_ids[begin:begin + BATCH], token_map, data.vocab_size)["nll"].numpy()
+                for begin in range(0, len(val_ids), BATCH)])))
         test = data["test"]
         arrays = ScoreArrays(test.num_windows)
         with Progress(test.num_windows, "markov test", unit="window", every=train_config.log_every) as progress:
@@ -244,7 +249,7 @@ def run_markov_stage(stage: TrainerStageConfig, train_config: TrainConfig, confi
             "seed": train_config.seed,
             "tokens": data.summary(),
             "test": summary,
-            "val": {"loss": tried[str(order)]["val_cross_entropy"], "windows_used": len(val_ids),
+            "val": {"loss": val_loss, "windows_used": len(val_ids),
                     "windows_total": val.num_windows},
             "references": reference_perplexities(data["train"].target_counts(), test.target_counts()),
             "parameters": int(sum(c.size for c in counts.counts[: order + 1])),
@@ -253,7 +258,8 @@ def run_markov_stage(stage: TrainerStageConfig, train_config: TrainConfig, confi
             "train": train_info,
             "model_config": {"order": order, "alpha": alpha, "max_order": config.max_markov_order,
                              "new_nucleotides_per_target": model.new,
-                             "tokens": "k-mers" if token_map is None else "k-mer probabilities summed per token"},
+                             "tokens": "k-mers" if token_map is None else "k-mer probabilities summed per token",
+                             "chosen_on": "validation cross-entropy per k-mer (the level the model is defined on)"},
             "order_selection": tried,
             "windows": {name: split.num_windows for name, split in data.splits.items()},
             "device": "cpu",

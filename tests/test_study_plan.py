@@ -72,7 +72,8 @@ def test_commands_are_those_the_shell_pipeline_recorded():
         "10000", "--noise_2q", "1e-4", "1e-3", "1e-2", "--check")
     assert stages["download"].argv[2:] == ("--source", "synthetic", "--max_sequences", "60", "--output",
                                            "/runs/study/data/rna.fasta", "--seed", "0")
-    assert stages["report"].argv[2:] == ("--runs", "/runs/study", "--bootstrap", "200", "--seed", "0")
+    assert stages["report"].argv[2:] == ("--runs", "/runs/study", "--bootstrap", "200", "--seed", "0", "--margin",
+                                         "0.01")
 
 
 def test_the_study_protocol_trains_whole_epochs_with_the_controls():
@@ -181,7 +182,7 @@ def test_recorded_settings_are_those_timings_json_always_held():
     assert record["inputs"] == "/d/a.fa /d/b.fa" and record["seeds"] == "0,1" and record["train_fractions"] == 1
     assert record["source"] == "FASTA" and record["synthetic"] is False and record["tracks"] == "clusters,raw"
     assert not {"checkpoint_every", "circuit_windows", "tune_space_quixer"} & set(record)
-    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 33
+    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 34
     assert record["protocol"] == "capped" and record["gene_map"] is None and record["patience"] == 10
     assert record["split_by"] == "gene"
     synthetic = recorded_settings(Settings.quick(), Choices(out=OUT, quick=True))

@@ -85,7 +85,7 @@ MODELS: dict[str, Model] = {
     "quixer_frozen": Model("quixer", QUIXER_TRAINER, (), _frozen_sizes,
                            ("--init_strategy", "small_gaussian", "--freeze_circuit"), lambda s: s.tune_space_quixer),
     "bottleneck": Model("bottleneck", CLASSICAL_TRAINER, ("--model", "bottleneck"), _bottleneck_sizes, (),
-                        lambda s: s.tune_space_classical),
+                        lambda s: s.tune_space_bottleneck),
 }
 CONTROLS = ("quixer_frozen", "bottleneck")
 
@@ -242,7 +242,7 @@ class _Planner:
     def report(self) -> None:
         out = self.c.out
         self.add("report", out / "report", "make_report.py", ["--runs", out, "--bootstrap", self.s.bootstrap,
-                                                              "--seed", self.s.seed],
+                                                              "--seed", self.s.seed, "--margin", self.s.margin],
                  waits_for=tuple(stage.name for stage in self.stages))
 
 

@@ -55,9 +55,13 @@ class Settings:
         None, "with --tune N: Quixer's --search_space (None: the model's default space)", recorded=False)
     tune_space_classical: dict[str, Any] | None = _setting(
         None, "with --tune N: the classical models' --search_space (None: each model's default space)", recorded=False)
+    tune_space_bottleneck: dict[str, Any] | None = _setting(
+        None, "with --tune N: the bottleneck control's --search_space (None: its default space)", recorded=False)
     circuit_windows: str = _setting("0:256", "test windows quixer_circuit.py measures the cost and the shot curve on",
                                     recorded=False)
-    bootstrap: int = _setting(1000, "transcript resamples per 95% interval in the report")
+    bootstrap: int = _setting(1000, "bootstrap replicates (each resamples test genes and every model's seeds) per "
+                                    "interval in the report")
+    margin: float = _setting(0.01, "equivalence margin (nats per target) of the report's two one-sided tests")
 
     def converging(self, quick: bool = False) -> "Settings":
         """The study protocol (--protocol converge): every neural model over whole epochs until its validation
@@ -76,6 +80,7 @@ class Settings:
                    tune_epochs=1,
                    tune_space_quixer={"qubits": 3, "ansatz_layers": 1, "qsvt_degree": 2, "embedding_dim": 16},
                    tune_space_classical={"embedding_dim": 16, "num_layers": 1},
+                   tune_space_bottleneck={"embedding_dim": 16},
                    circuit_windows="0:8", bootstrap=200)
 
 
@@ -86,7 +91,7 @@ class Settings:
 CONVERGE = dict(epochs=12, max_steps_per_epoch=0, batch_size=256, eval_every=500, patience=3, tune_epochs=12,
                 quixer_embedding_dim=64, quixer_qubits=4, quixer_ansatz_layers=2, quixer_qsvt_degree=2,
                 baseline_embedding_dim=64)
-QUICK_CONVERGE = dict(epochs=4, max_steps_per_epoch=0, eval_every=20, patience=2, tune_epochs=2)
+QUICK_CONVERGE = dict(epochs=3, max_steps_per_epoch=0, batch_size=256, eval_every=10, patience=2, tune_epochs=2)
 PROTOCOLS = ("capped", "converge")
 
 
