@@ -73,6 +73,11 @@ def _bottleneck_sizes(s: Settings) -> list[str]:
     return ["--embedding_dim", str(s.quixer_embedding_dim), "--features", str(3 * s.quixer_qubits)]
 
 
+def _bottleneck_space(s: Settings) -> dict:
+    """The control keeps the width it controls for: 3n features for Quixer's n qubits (fixed while it is tuned)."""
+    return {**(s.tune_space_bottleneck or {}), "features": 3 * s.quixer_qubits}
+
+
 def _classical(name: str) -> Model:
     return Model(name, CLASSICAL_TRAINER, ("--model", name), _baseline_sizes, (), lambda s: s.tune_space_classical)
 
@@ -85,7 +90,7 @@ MODELS: dict[str, Model] = {
     "quixer_frozen": Model("quixer", QUIXER_TRAINER, (), _frozen_sizes,
                            ("--init_strategy", "small_gaussian", "--freeze_circuit"), lambda s: s.tune_space_quixer),
     "bottleneck": Model("bottleneck", CLASSICAL_TRAINER, ("--model", "bottleneck"), _bottleneck_sizes, (),
-                        lambda s: s.tune_space_bottleneck),
+                        _bottleneck_space),
 }
 CONTROLS = ("quixer_frozen", "bottleneck")
 

@@ -86,11 +86,12 @@ class Settings:
 
 # The study protocol: whole epochs (no step cap) up to an epoch budget, an evaluation every 500 steps of 256
 # windows (128k windows: 0.6 of an epoch of the 500 RefSeq transcripts, 0.09 of the 4,000), patience 3
-# evaluations, tuning trials as long as the final runs; one-layer models of width 64 and a Quixer of 4 qubits,
-# 2 ansatz layers, degree 2, which converge in minutes per epoch on one CPU thread.
+# evaluations, tuning trials as long as the final runs (Quixer's tuned with 2 ansatz layers, as trained untuned);
+# models of width 64 and a Quixer of 4 qubits, 2 ansatz layers, degree 2, which converge in minutes per epoch on one
+# CPU thread.
 CONVERGE = dict(epochs=12, max_steps_per_epoch=0, batch_size=256, eval_every=500, patience=3, tune_epochs=12,
                 quixer_embedding_dim=64, quixer_qubits=4, quixer_ansatz_layers=2, quixer_qsvt_degree=2,
-                baseline_embedding_dim=64)
+                baseline_embedding_dim=64, tune_space_quixer={"ansatz_layers": 2})
 QUICK_CONVERGE = dict(epochs=3, max_steps_per_epoch=0, batch_size=256, eval_every=10, patience=2, tune_epochs=2)
 PROTOCOLS = ("capped", "converge")
 

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..formats.results import read_result, write_result
 from ..formats.tokens import open_tokens
 from ..stage import stage_run
-from .config import TASKS, TrainConfig, TrainerStageConfig  # TASKS: tune_quixer_hybrid.py imports it from here
+from .config import TrainConfig, TrainerStageConfig
 from .distributed import DistContext, setup_distributed
 from .loop import Trainer
 
