@@ -219,6 +219,8 @@ class _Planner:
             for seed in c.seeds:
                 tag = run_tag(seed, fraction)
                 for name in names:
+                    if name in CONTROLS and fraction != "1":  # the controls answer a question of the full data
+                        continue
                     model = MODELS[name]
                     folder = neural_folder(out, track, name, tag, tuned)
                     sizes = ["--config", out / "tune" / track / name / "best_params.json"] if tuned else model.sizes(s)
