@@ -1,6 +1,7 @@
 """run_pipeline.sh end to end on synthetic data (--quick): a raw k-mer study with two seeds killed in the
-middle of training and rerun to the end, a cluster study with tuning and data scaling, one-line errors
-naming the failed stage, and a second pipeline on the same --out refused."""
+middle of training and rerun to the end, a cluster study with tuning and data scaling (both with the capped
+protocol, to stay quick), a cluster study under the converge protocol with the controls, one-line errors naming
+the failed stage, and a second pipeline on the same --out refused."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from quixer_rna.study.__main__ import main as study_main
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "run_pipeline.sh"
 NEURAL = ("quixer", "lstm", "transformer", "fnet")
+LABELS = ("Quixer", "LSTM", "Transformer", "FNet")
 
 
 def _env() -> dict[str, str]:
@@ -35,7 +37,7 @@ def _pipeline(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def _rows(out: Path, tokenizer: str) -> dict[str, dict]:
     tracks = json.loads((out / "report.json").read_text())["tracks"]
     (track,) = [t for t in tracks if t["tokenizer"] == tokenizer]
-    return {row["model"]: row for row in track["rows"]}
+    return {**{row["label"]: row for row in track["references"]}, **{row["label"]: row for row in track["rows"]}}
 
 
 def _wait_for(proc: subprocess.Popen, path: Path, timeout: float) -> None:
@@ -49,7 +51,7 @@ def _wait_for(proc: subprocess.Popen, path: Path, timeout: float) -> None:
     pytest.fail(f"{path} did not appear in time")
 
 
-RAW = ("--quick", "--tracks", "raw", "--seeds", "0,1", "--device", "cpu")
+RAW = ("--quick", "--tracks", "raw", "--seeds", "0,1", "--device", "cpu", "--protocol", "capped")
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +96,23 @@ def test_killed_pipeline_finishes_when_rerun(raw_study, tmp_path):
 def test_raw_study_has_seed_spreads_bits_per_nucleotide_and_the_markov_row(raw_study):
     out, _, _ = raw_study
     rows = _rows(out, "raw k-mers")
-    assert set(rows) == {"uniform", "unigram", "ngram", "markov", *NEURAL}
-    for name in NEURAL:
+    assert set(rows) == {"uniform", "unigram", "n-gram (order 3)", "nucleotide Markov (order 4)", *LABELS}
+    for name in LABELS:
         row = rows[name]
         assert row["seeds"] == [0, 1] and row["cross_entropy_sd"] is not None and row["cross_entropy_sd"] >= 0
         assert math.isfinite(row["cross_entropy"]) and row["gain"]["low"] <= row["gain"]["point"] <= row["gain"]["high"]
     for name, row in rows.items():
         assert row["bits_per_nt"] == pytest.approx(row["cross_entropy"] / (6 * math.log(2))), name
     assert rows["uniform"]["bits_per_nt"] == pytest.approx(2.0)
-    assert rows["markov"]["bits_per_nt"] < rows["unigram"]["bits_per_nt"]
+    assert rows["nucleotide Markov (order 4)"]["bits_per_nt"] < rows["unigram"]["bits_per_nt"]
     text = (out / "report.md").read_text()
-    assert "| bits/nt |" in text and "| markov |" in text and "±" in text
+    assert "| bits/nt |" in text and "| nucleotide Markov (order " in text and "±" in text
     assert "**SYNTHETIC DATA.**" in text.split("## Dataset")[0]
     best = next(r for r in rows.values() if r.get("rank") == "best")
-    assert best["model"] == json.loads((out / "report.json").read_text())["tracks"][0]["best"]
+    assert best["label"] == json.loads((out / "report.json").read_text())["tracks"][0]["best"]
+    # the capped protocol stops every neural model at its budget, and the report says so
+    assert all(rows[name]["convergence"]["hit_budget"] == 2 for name in LABELS)
+    assert "hit the budget" in text
     assert {"gain_over_unigram.png", "bits_per_nucleotide.png"} <= set(json.loads((out / "report.json").read_text())["figures"])
 
 
@@ -115,7 +120,7 @@ def test_raw_study_has_seed_spreads_bits_per_nucleotide_and_the_markov_row(raw_s
 def test_cluster_study_with_tuning_and_data_scaling(tmp_path):
     out = tmp_path / "clusters"
     proc = _pipeline("--quick", "--tracks", "clusters", "--tune", "2", "--train_fractions", "0.5,1", "--device", "cpu",
-                     "--out", str(out), timeout=900)
+                     "--protocol", "capped", "--out", str(out), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for model in NEURAL:
         trials = (out / "tune" / "clusters" / model / "trials.csv").read_text().strip().splitlines()[1:]
@@ -125,7 +130,7 @@ def test_cluster_study_with_tuning_and_data_scaling(tmp_path):
     assert all(t["budget"]["trials"] == 2 for t in report["tuning"])
     (track,) = report["tracks"]
     scaling = track["scaling"]
-    assert set(scaling) >= {"ngram"} and len(scaling) == 5
+    assert set(scaling) >= {"n-gram", "nucleotide Markov, summed over clusters"} and len(scaling) == 6
     for label, points in scaling.items():
         assert [p["fraction"] for p in points] == [0.5, 1.0], label
         assert points[0]["train_kmers"] < points[1]["train_kmers"], label
@@ -136,6 +141,25 @@ def test_cluster_study_with_tuning_and_data_scaling(tmp_path):
     # --check runs for small circuits; the tuned Quixer may have grown past what is simulated as a circuit
     assert resources["check"]["status"] == ("passed" if resources["qubits"]["total"] <= 16 else "skipped")
     assert "## Quantum cost" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_converging_study_trains_the_controls_beside_the_models(tmp_path):
+    out = tmp_path / "converge"
+    proc = _pipeline("--quick", "--tracks", "clusters", "--protocol", "converge", "--device", "cpu", "--out", str(out),
+                     timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(out, "clusters")
+    controls = {"Quixer, frozen circuit", "bottleneck control (classical, 9 features)",
+                "nucleotide Markov, summed over clusters (order 4)"}
+    assert controls <= set(rows)
+    for name in (*LABELS, "Quixer, frozen circuit", "bottleneck control (classical, 9 features)"):
+        assert rows[name]["parameters"] > 0 and rows[name]["convergence"]["seeds"] == 1, name
+        assert rows[name]["epochs_seen"] > 0, name
+    frozen = json.loads((Path(rows["Quixer, frozen circuit"]["folders"][0]) / "metrics.json").read_text())
+    assert frozen["model_config"]["freeze_circuit"] is True and frozen["train_config"]["max_steps_per_epoch"] == 0
+    text = (out / "report.md").read_text()
+    assert "What the trained circuit adds" in text and "bottleneck control" in text
 
 
 def test_usage_line_on_bad_arguments(capsys):
