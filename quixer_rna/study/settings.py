@@ -92,7 +92,8 @@ class Settings:
 CONVERGE = dict(epochs=12, max_steps_per_epoch=0, batch_size=256, eval_every=500, patience=3, tune_epochs=12,
                 quixer_embedding_dim=64, quixer_qubits=4, quixer_ansatz_layers=2, quixer_qsvt_degree=2,
                 baseline_embedding_dim=64, tune_space_quixer={"ansatz_layers": 2})
-QUICK_CONVERGE = dict(epochs=3, max_steps_per_epoch=0, batch_size=256, eval_every=10, patience=2, tune_epochs=2)
+QUICK_CONVERGE = dict(epochs=3, max_steps_per_epoch=0, batch_size=256, eval_every=20, patience=2, tune_epochs=2,
+                      val_windows=1000)
 PROTOCOLS = ("capped", "converge")
 
 
