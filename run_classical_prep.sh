@@ -27,7 +27,7 @@ python="${PYTHON:-python3}"
 step() {  # step FOLDER COMMAND...: skip a step that completed with the same arguments
     local folder="$1"
     shift
-    if PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$python" -m quixer_rna.study.records completed "$folder" "${@:2}"; then
+    if "$python" -m quixer_rna.study.records completed "$folder" "${@:2}"; then
         echo "$(basename "$0"): $folder already completed; skipped"
     else
         "$@"

@@ -29,9 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from quixer_rna.cli import add_common_args, make_parser, resolve_device, run_cli  # noqa: E402
+from quixer_rna.cli import add_common_args, make_parser, resolve_device, run_cli
 
 CPU_BATCHES = [32, 1024]
 CUDA_BATCHES = [32, 256, 1024, 4096]

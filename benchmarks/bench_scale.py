@@ -29,10 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from quixer_rna.cli import add_common_args, make_parser, positive_int, run_cli
 
-from quixer_rna.cli import add_common_args, make_parser, positive_int, run_cli  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the stage scripts, run by path from here
 
 GIB = 2**30
 # hg38's chromosome lengths in Mbp (chr1..chr22, chrX, chrY, chrM): the synthetic genome keeps their proportions.

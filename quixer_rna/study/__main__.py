@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if choices.converging:
         settings = settings.converging(quick=choices.quick)
     root = Path(__file__).resolve().parents[2]
-    stages = plan(settings, choices, root, os.environ.get("PYTHON") or "python3")
+    stages = plan(settings, choices, root, os.environ.get("PYTHON") or sys.executable)
     try:
         if args.dry_run:
             print("\n".join(describe(stages, settings, choices)), flush=True)
