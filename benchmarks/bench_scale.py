@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from quixer_rna.cli import add_common_args, make_parser, positive_int, run_cli
+from quixer_rna.formats.kmer_stream import StreamMetadata
 
 ROOT = Path(__file__).resolve().parents[1]  # the stage scripts, run by path from here
 
@@ -211,7 +212,7 @@ def measure(n: int, args: argparse.Namespace, genome_mbp: int = 0) -> dict:
               f"{rows[name].get('phases', '')}", flush=True)
         if name == "prepare_family":
             shutil.rmtree(output, ignore_errors=True)
-    windows = json.loads((prepare / "metadata.json").read_text())["windows"]
+    windows = StreamMetadata.read(prepare).windows
     for row in rows.values():
         row["bytes_per_window"] = row["disk_bytes"] / windows
     proc = subprocess.run([sys.executable, __file__, "--probe", str(quantize), "--trainer_steps", str(args.trainer_steps),

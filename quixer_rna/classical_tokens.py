@@ -16,7 +16,7 @@ import numpy as np
 
 from .cli import config_record
 from .formats.kmer_stream import open_stream_data, stream_reference
-from .formats.tokens import FORMAT, VERSION
+from .formats.tokens import TokenMetadata
 from .kmers import id_to_kmer
 from .quantization import export_token_pt
 from .runio import atomic_write_json
@@ -25,7 +25,6 @@ from .stage import stage_run
 LOG = logging.getLogger(__name__)
 
 VOCAB_FILE = "vocab.json"
-METADATA_FILE = "metadata.json"
 ID_RULE = "id = k-mer read as a base-4 number, A=0 C=1 G=2 T=3, first base most significant (quixer_rna.kmers)"
 
 
@@ -66,21 +65,9 @@ def run_prepare_classical(config: RawTokensConfig) -> int:
             "seen_kmers": int(seen_ids.size),
             "id_to_kmer": {str(i): id_to_kmer(int(i), k) for i in seen_ids.tolist()},
         })
-        metadata = {
-            "format": FORMAT,
-            "version": VERSION,
-            "tokenizer": "raw k-mers",
-            "kind": "identity",
-            "vocab_size": 4**k,
-            "k": k,
-            "window_size": stream.window_size,
-            "stream": stream_reference(stream, output_dir),
-            "files": {},
-            "seen_kmers": int(seen_ids.size),
-            "splits": counts,
-            "rule": ID_RULE,
-        }
-        atomic_write_json(output_dir / METADATA_FILE, metadata)
+        TokenMetadata(tokenizer="raw k-mers", kind="identity", vocab_size=4**k, k=k, window_size=stream.window_size,
+                      stream=stream_reference(stream, output_dir), files={}, seen_kmers=int(seen_ids.size),
+                      splits=counts, rule=ID_RULE).write(output_dir)
         if config.write_pt:
             export_token_pt(output_dir)
         run.finish({**{f"{s}_windows": c["windows"] for s, c in counts.items()}, "vocab_size": 4**k,

@@ -200,11 +200,11 @@ def run_markov_stage(stage: TrainerStageConfig, train_config: TrainConfig, confi
     """Count on train, choose the order and alpha on val, score test: writes the results schema and
     test_predictions.npz like every model stage, and the run record (its arguments: `record`)."""
     data = open_tokens(stage.data_dir)
-    if data.meta["kind"] not in ("identity", "kmer_map"):
+    if data.meta.kind not in ("identity", "kmer_map"):
         raise UserError(f"--model markov: {data.folder} holds per-window {data.tokenizer} tokens; the nucleotide "
                         "Markov model scores tokens that are a function of the target k-mer (raw k-mers or clusters)")
-    token_map = None if data.meta["kind"] == "identity" else data["test"].token_map.numpy()
-    k, stride = data.k, int(data.stream.meta["stride"])
+    token_map = None if data.meta.kind == "identity" else data["test"].token_map.numpy()
+    k, stride = data.k, data.stream.meta.stride
     if stride > k:
         raise UserError(f"--model markov: the k-mers of {data.stream.folder} skip nucleotides (stride {stride} > "
                         f"k {k}); it needs contiguous sequence (stride <= k)")

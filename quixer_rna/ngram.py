@@ -475,7 +475,7 @@ def run_ngram_stage(stage: TrainerStageConfig, train_config: TrainConfig, config
     vocab = data.vocab_size
     if vocab ** config.order >= 2**62:
         raise UserError(f"--order {config.order}: too high for {vocab} tokens (n-gram keys overflow 64 bits)")
-    if config.ngram_counting == "transcript" and data.meta["kind"] == "windows":
+    if config.ngram_counting == "transcript" and data.meta.kind == "windows":
         raise UserError("--ngram_counting transcript: per-window (contextual) tokens have no tokens per stream "
                         "position; use --ngram_counting targets")
     with stage_run(stage.output_dir, "train_classical_baselines", record, role="train", overwrite=stage.overwrite,

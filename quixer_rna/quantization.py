@@ -26,10 +26,10 @@ from .errors import UserError
 from .formats import SPLITS
 from .formats.embeddings import EmbeddingData, WindowArrayWriter, open_embeddings, save_npy
 from .formats.kmer_stream import stream_reference, window_position_counts
-from .formats.tokens import FORMAT, MAP_FILE, VERSION, open_tokens, token_dtype, window_tokens_file
+from .formats.tokens import MAP_FILE, TokenMetadata, open_tokens, token_dtype, window_tokens_file
 from .kmers import id_to_kmer
 from .progress import Every, Progress
-from .runio import atomic_open, atomic_torch_save, atomic_write_json, sha256_file
+from .runio import atomic_open, atomic_torch_save, sha256_file
 from .stage import stage_run
 
 LOG = logging.getLogger(__name__)
@@ -283,12 +283,6 @@ def export_token_pt(folder: Path, chunk: int = 1 << 16) -> None:
         }, folder / f"{name}.pt")
 
 
-def token_metadata(data: EmbeddingData, out: Path, kind: str, vocab: int, files: dict[str, str]) -> dict:
-    return {"format": FORMAT, "version": VERSION, "tokenizer": "clusters", "kind": kind, "vocab_size": vocab,
-            "k": data.stream.k, "window_size": data.stream.window_size, "stream": stream_reference(data.stream, out),
-            "files": files}
-
-
 def run_quantize(config: QuantizeConfig) -> int:
     """The stage: fit on train, assign every k-mer (or window position), write the token folder."""
     started = time.perf_counter()
@@ -365,22 +359,21 @@ def run_quantize(config: QuantizeConfig) -> int:
             "windows": windows,
             "seconds": seconds,
         }
-        metadata = {
-            **token_metadata(data, out, kind, config.n_clusters, files),
-            **metrics,
-            "input_layout": data.layout,
-            "embedding_dim": data.dim,
-            "seq_len": data.stream.window_size,
-            "n_iter": fit.n_iter,
-            "distinct_train_vectors": fit.distinct_points,
-            "train_positions": int(sizes.sum()),
-            "cluster_sizes": sizes.tolist(),
-            "unseen_kmer_positions": unseen,
-            "seed": config.seed,
-            "embeddings_dir": str(config.embeddings_dir),
-            "definitions": DEFINITIONS,
-        }
-        atomic_write_json(out / "metadata.json", metadata)
+        TokenMetadata(
+            tokenizer="clusters", kind=kind, vocab_size=config.n_clusters, k=k, window_size=data.stream.window_size,
+            stream=stream_reference(data.stream, out), files=files,
+            **{key: value for key, value in metrics.items() if key != "vocab_size"},
+            input_layout=data.layout,
+            embedding_dim=data.dim,
+            n_iter=fit.n_iter,
+            distinct_train_vectors=fit.distinct_points,
+            train_positions=int(sizes.sum()),
+            cluster_sizes=sizes.tolist(),
+            unseen_kmer_positions=unseen,
+            seed=config.seed,
+            embeddings_dir=str(config.embeddings_dir),
+            definitions=DEFINITIONS,
+        ).write(out)
         if config.write_pt:
             export_token_pt(out)
         run.finish(metrics)

@@ -17,10 +17,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from quixer_rna import checkpoint as ckpt
-from quixer_rna.formats.kmer_stream import FORMAT as STREAM_FORMAT, VERSION as STREAM_VERSION, StreamWriter, \
-    open_stream_data, stream_reference
-from quixer_rna.formats.tokens import FORMAT, MAP_FILE, VERSION
-from quixer_rna.runio import atomic_write_json
+from quixer_rna.formats.kmer_stream import SplitCounts, StreamMetadata, StreamWriter, open_stream_data, \
+    stream_reference
+from quixer_rna.formats.tokens import MAP_FILE, TokenMetadata
 
 
 def write_token_folder(root: str | Path, splits: dict[str, torch.Tensor], vocab_size: int,
@@ -52,22 +51,17 @@ def write_token_folder(root: str | Path, splits: dict[str, torch.Tensor], vocab_
             writer.add(names[begin], gene_names[begin], len(ids) * k, ids, valid)
             begin = end
         written = writer.close()
-        per_split[split] = {"sequences": len(windows), "transcripts": written["transcripts"], "windows": len(windows),
-                            "kmers": written["kmers"], "segments": written["segments"], "sha256": written["sha256"],
-                            "genes": len(set(gene_names))}
-    atomic_write_json(stream_dir / "metadata.json", {
-        "format": STREAM_FORMAT, "version": STREAM_VERSION, "k": k, "stride": k, "window_size": width,
-        "window_step": 1, "splits": per_split, "synthetic": True,
-    })
+        per_split[split] = SplitCounts(sequences=len(windows), transcripts=written["transcripts"],
+                                       genes=len(set(gene_names)), windows=len(windows), kmers=written["kmers"],
+                                       segments=written["segments"], sha256=written["sha256"])
+    StreamMetadata(k=k, stride=k, window_size=width, window_step=1, splits=per_split, synthetic=True).write(stream_dir)
     stream = open_stream_data(stream_dir)
     token_map = np.full(4**k, -1, dtype=np.int32)
     token_map[:vocab_size] = np.arange(vocab_size)
     token_dir.mkdir(parents=True, exist_ok=True)
     np.save(token_dir / MAP_FILE, token_map)
-    atomic_write_json(token_dir / "metadata.json", {
-        "format": FORMAT, "version": VERSION, "tokenizer": "test tokens", "kind": "kmer_map", "vocab_size": vocab_size,
-        "k": k, "window_size": width, "stream": stream_reference(stream, token_dir), "files": {MAP_FILE: "test"},
-    })
+    TokenMetadata(tokenizer="test tokens", kind="kmer_map", vocab_size=vocab_size, k=k, window_size=width,
+                  stream=stream_reference(stream, token_dir), files={MAP_FILE: "test"}).write(token_dir)
     return token_dir
 
 

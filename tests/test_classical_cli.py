@@ -52,7 +52,7 @@ def test_raw_kmer_ids_are_fixed_by_the_kmer_and_stable(tmp_path):
     for out in ("a", "b"):
         assert prepare_classical_benchmarks.main(["--data_dir", str(stream), "--output_dir", str(tmp_path / out)]) == 0
     first, second = open_tokens(tmp_path / "a"), open_tokens(tmp_path / "b")
-    assert first.meta["kind"] == "identity" and first.tokenizer == "raw k-mers"
+    assert first.meta.kind == "identity" and first.tokenizer == "raw k-mers"
     assert first.vocab_size == 256 and first.k == 4 and first.fingerprint == second.fingerprint
     for split, windows in WINDOWS.items():
         expected = torch.tensor([[kmer_to_id(kmer) for kmer in window] for window in windows])
@@ -204,7 +204,7 @@ def test_run_classical_prep_end_to_end(tmp_path, capsys):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     data = open_tokens(out)  # OUT_DIR resolves to OUT_DIR/tokens
-    assert data.folder == out / "tokens" and data.vocab_size == 64 and data.meta["kind"] == "identity"
+    assert data.folder == out / "tokens" and data.vocab_size == 64 and data.meta.kind == "identity"
     assert json.loads((out / "kmers" / "metadata.json").read_text())["k"] == 3
     total = 0
     for split, part in data.splits.items():

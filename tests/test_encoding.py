@@ -181,7 +181,7 @@ def test_table_equals_dense_export_and_stairs_writes_windows(tmp_path: Path, cap
         assert torch.equal(dense["labels"], torch.zeros(SPLIT_SIZES[split], dtype=torch.int64))
     meta = json.loads((tmp_path / "table" / "metadata.json").read_text())
     assert meta["format"] == "quixer-rna-embeddings" and meta["layout"] == "table" and meta["k"] == 3
-    assert meta["window_length"] == 6 and meta["windows"] == SPLIT_SIZES and meta["table_rows"] == 64
+    assert meta["window_size"] == 6 and "window_length" not in meta and meta["windows"] == SPLIT_SIZES and meta["table_rows"] == 64
     assert meta["stream"]["path"] == str(data.resolve()) and meta["stream"]["sha256"] == stream.checksums()
     assert json.loads((tmp_path / "table" / "args.json").read_text())["role"] == "encode"
 

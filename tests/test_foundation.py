@@ -18,7 +18,7 @@ import torch
 from fixtures import write_token_folder
 from quixer_rna import cli, runio
 from quixer_rna.errors import UserError
-from quixer_rna.formats import embeddings, sentences, tokens
+from quixer_rna.formats import embeddings, tokens
 from quixer_rna.formats.kmer_stream import open_stream_data, stream_reference
 from quixer_rna.stage import LOCK_FILE, read_record, stage_run
 
@@ -321,19 +321,6 @@ def test_resolve_device():
 
 # ---- formats --------------------------------------------------------------------------------------------------
 
-def test_sentence_split_roundtrip_and_validation(tmp_path):
-    sentences.write_sentence_split(tmp_path, "train", [["ACGTAC", "GGGTTT"]], ["NM_1.1"])
-    split = sentences.load_sentence_split(tmp_path, "train", k=6, max_kmers=32)
-    assert split.kmers == [["ACGTAC", "GGGTTT"]] and split.sources == ["NM_1.1"] and split.labels == [0]
-    (tmp_path / "train" / "sentences.txt").write_text("ACGTAC GGGTTT\nACGTAC NNNNNN\n")
-    (tmp_path / "train" / "labels.txt").write_text("0\n0\n")
-    (tmp_path / "train" / "sources.txt").write_text("a\nb\n")
-    with pytest.raises(UserError, match=r"sentences.txt:2: token 'NNNNNN'"):
-        sentences.load_sentence_split(tmp_path, "train", k=6)
-    with pytest.raises(UserError, match="more than --max_kmers 1"):
-        sentences.load_sentence_split(tmp_path, "train", k=6, max_kmers=1)
-
-
 def _token_splits(seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {"train": torch.randint(0, 10, (5, 4), generator=g), "val": torch.randint(0, 10, (3, 4), generator=g),
@@ -451,7 +438,7 @@ def test_embedding_folder_loader(tmp_path):
     one_line(exc)
     meta = json.loads((folder / "metadata.json").read_text())
     runio.atomic_write_json(folder / "metadata.json", {**meta, "layout": "dense"})
-    with pytest.raises(UserError, match="layout 'dense'") as exc:
+    with pytest.raises(UserError, match="'layout' is 'dense', expected one of 'table', 'windows'") as exc:
         embeddings.open_embeddings(folder)
     one_line(exc)
 

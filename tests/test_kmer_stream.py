@@ -25,9 +25,9 @@ from quixer_rna.errors import UserError
 from quixer_rna.formats.embeddings import FORMAT as EMBEDDING_FORMAT, VERSION as EMBEDDING_VERSION
 from quixer_rna.formats.kmer_stream import (
     HEADER,
+    StreamMetadata,
     open_stream,
     open_stream_data,
-    read_stream_metadata,
     stream_reference,
     window_position_counts,
 )
@@ -349,7 +349,7 @@ def test_legacy_prepare_folder_names_the_command_that_rebuilds_it(tmp_path, caps
     (legacy / "train" / "sentences.txt").write_text("ACGTAC GGGTTT\n")
     atomic_write_json(legacy / "metadata.json", {"task": "autoregressive", "k": 6, "window_size": 2})
     refused(legacy, str(legacy), "earlier version", f"rebuild it: python prepare_autoregressive_data.py --fasta FASTA "
-                                                    f"--output_dir {legacy} --overwrite", opener=read_stream_metadata)
+                                                    f"--output_dir {legacy} --overwrite", opener=StreamMetadata.read)
     atomic_write_json(legacy / "args.json", {"stage": "prepare_autoregressive_data", "command": [
         "prepare_autoregressive_data.py", "--fasta", "rna.fa", "--output_dir", "data/sentences", "--overwrite"]})
     message = refused(legacy, "rebuild it: python prepare_autoregressive_data.py --fasta rna.fa --output_dir "

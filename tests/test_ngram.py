@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from fixtures import write_token_folder
-from quixer_rna.formats.kmer_stream import FORMAT as STREAM_FORMAT, VERSION as STREAM_VERSION, StreamWriter, \
-    open_stream_data, stream_reference
-from quixer_rna.formats.tokens import FORMAT, MAP_FILE, VERSION, TokenWindows, open_tokens
+from quixer_rna.formats.kmer_stream import SplitCounts, StreamMetadata, StreamWriter, open_stream_data, \
+    stream_reference
+from quixer_rna.formats.tokens import MAP_FILE, TokenMetadata, TokenWindows, open_tokens
 from quixer_rna.ngram import KneserNeyModel, count_ngrams, window_tails
-from quixer_rna.runio import atomic_write_json
 
 VOCAB = 10
 
@@ -43,21 +42,15 @@ def transcripts_folder(root: Path, transcripts: list[np.ndarray], window_size: i
         for i, tokens in enumerate(transcripts):
             writer.add(f"{split}{i}", f"gene{i}", len(tokens) * k, np.asarray(tokens), np.ones(len(tokens), dtype=bool))
         written = writer.close()
-        per_split[split] = {"transcripts": written["transcripts"], "kmers": written["kmers"],
-                            "segments": written["segments"], "sha256": written["sha256"], "genes": len(transcripts)}
-    atomic_write_json(stream_dir / "metadata.json", {
-        "format": STREAM_FORMAT, "version": STREAM_VERSION, "k": k, "stride": k, "window_size": window_size,
-        "window_step": window_step, "splits": per_split,
-    })
+        per_split[split] = SplitCounts(transcripts=written["transcripts"], genes=len(transcripts),
+                                       kmers=written["kmers"], segments=written["segments"], sha256=written["sha256"])
+    StreamMetadata(k=k, stride=k, window_size=window_size, window_step=window_step, splits=per_split).write(stream_dir)
     token_map = np.full(4**k, -1, dtype=np.int32)
     token_map[:vocab] = np.arange(vocab)
     token_dir.mkdir(parents=True)
     np.save(token_dir / MAP_FILE, token_map)
-    atomic_write_json(token_dir / "metadata.json", {
-        "format": FORMAT, "version": VERSION, "tokenizer": "test tokens", "kind": "kmer_map", "vocab_size": vocab,
-        "k": k, "window_size": window_size, "stream": stream_reference(open_stream_data(stream_dir), token_dir),
-        "files": {MAP_FILE: "test"},
-    })
+    TokenMetadata(tokenizer="test tokens", kind="kmer_map", vocab_size=vocab, k=k, window_size=window_size,
+                  stream=stream_reference(open_stream_data(stream_dir), token_dir), files={MAP_FILE: "test"}).write(token_dir)
     return open_tokens(token_dir)["train"]
 
 

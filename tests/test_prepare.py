@@ -21,7 +21,7 @@ import prepare_autoregressive_data as prep
 from quixer_rna.errors import UserError
 from quixer_rna.fasta import parse_header
 from quixer_rna.formats import SPLITS
-from quixer_rna.formats.kmer_stream import StreamWriter, open_stream, open_stream_data
+from quixer_rna.formats.kmer_stream import StreamMetadata, StreamWriter, open_stream, open_stream_data
 from quixer_rna.kmers import id_to_kmer, kmer_to_id
 from quixer_rna.prepare import assign_splits, clean_sequence, window_span
 from quixer_rna.sequence import kmer_ids, stretches
@@ -83,8 +83,8 @@ def one_transcript_stream(folder: Path, sequence: str, k: int, stride: int, wind
     writer = StreamWriter(folder, "train", k)
     writer.add("T1", "G1", len(sequence), ids, valid)
     writer.close()
-    return open_stream(folder, "train", {"k": k, "stride": stride, "window_size": window, "window_step": step,
-                                         "splits": {}})
+    return open_stream(folder, "train", StreamMetadata(k=k, stride=stride, window_size=window, window_step=step,
+                                                       splits={}))
 
 
 def all_windows(stream) -> list[list[str]]:

@@ -189,7 +189,7 @@ def test_every_kmer_gets_its_nearest_centre_unseen_ones_included(random_data, tm
     }
     accessions = data["val"].stream.transcripts.accessions
     assert [accessions[t] for t in data["val"].window_transcripts()] == [f"val_tx{i // 3}" for i in range(10)]
-    assert data.meta["stream"]["sha256"] == open_stream_data(random_data["compact"].parent / "kmers").checksums()
+    assert data.meta.stream["sha256"] == open_stream_data(random_data["compact"].parent / "kmers").checksums()
 
 
 @pytest.fixture()
@@ -218,7 +218,8 @@ def test_metadata_numbers_on_a_hand_made_case(hand_made, tmp_path):
     assert meta["token_perplexity"] == pytest.approx(2**entropy)
     assert meta["hamming_neighbour_share"] == pytest.approx(0.5)
     assert meta["empty_clusters"] == 0 and meta["vocab_size"] == 3 and meta["k"] == 1
-    assert meta["embedding_dim"] == 2 and meta["distinct_train_vectors"] == 4 and meta["seq_len"] == 4
+    assert meta["embedding_dim"] == 2 and meta["distinct_train_vectors"] == 4 and meta["window_size"] == 4
+    assert "seq_len" not in meta
     assert meta["windows"] == {"train": 2, "val": 1, "test": 1}
     assert meta["format"] == "quixer-rna-tokens" and meta["kind"] == "kmer_map" and meta["tokenizer"] == "clusters"
     assert "Hamming distance 1" in meta["definitions"]["hamming_neighbour_share"]
@@ -353,7 +354,7 @@ def test_script_end_to_end(random_data, tmp_path, capsys):
     assert done.returncode == 0, done.stderr
     data = open_tokens(out)
     assert {name: split.num_windows for name, split in data.splits.items()} == {"train": 40, "val": 10, "test": 10}
-    assert data.vocab_size == 6 and data.meta["kind"] == "kmer_map"
+    assert data.vocab_size == 6 and data.meta.kind == "kmer_map"
     assert json.loads((out / "metrics.json").read_text())["windows"]["train"] == 40
     assert json.loads((out / "args.json").read_text())["command"][0] == "quantize_lambeq_embeddings.py"
     expect_one_line_error(capsys, cmd[2:], "holds a completed run", "--overwrite")

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -19,11 +19,9 @@ import torch
 from ..cli import check_repeated, config_record, every, positive_int, resolve_device
 from ..errors import UserError
 from ..formats.embeddings import (
-    FORMAT,
-    METADATA_FILE,
     TABLE_FILE,
     TABLE_KMERS_FILE,
-    VERSION,
+    EmbeddingMetadata,
     WindowArrayWriter,
     save_npy,
     window_file,
@@ -31,7 +29,6 @@ from ..formats.embeddings import (
 from ..formats.kmer_stream import StreamData, open_stream_data, stream_reference
 from ..kmers import BASES
 from ..progress import Every, Progress
-from ..runio import atomic_write_json
 from ..stage import stage_run
 from .circuits import ANSATZE, DEFAULT_ANSATZ, DEFAULT_LAYERS, base_angles
 from .encoder import (
@@ -200,51 +197,49 @@ def lambeq_version() -> str | None:
 
 def embeddings_metadata(config: EncodeConfig, stream: StreamData, output_dir: Path, encoder: KmerEncoder,
                         table: KmerTable, files: dict[str, str], device: torch.device, dtype: torch.dtype,
-                        timings: dict[str, float]) -> dict[str, Any]:
+                        timings: dict[str, float]) -> EmbeddingMetadata:
     """The folder's metadata.json (quixer_rna.formats.embeddings reads it)."""
     k, n_qubits = stream.k, encoder.n_qubits
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "layout": "windows" if config.context == "stairs" else "table",
-        "stage": "lambeq_encoder",
-        "stream": stream_reference(stream, output_dir),
-        "files": files,
-        "lambeq_version": lambeq_version(),
-        "ansatz": config.ansatz,
-        "qubits": n_qubits,
-        "layers": config.layers,
-        "readout": config.readout,
-        "readout_layout": "probabilities |a_i|^2, i = basis index, qubit 0 most significant"
+    return EmbeddingMetadata(
+        layout="windows" if config.context == "stairs" else "table",
+        stage="lambeq_encoder",
+        stream=stream_reference(stream, output_dir),
+        files=files,
+        lambeq_version=lambeq_version(),
+        ansatz=config.ansatz,
+        qubits=n_qubits,
+        layers=config.layers,
+        readout=config.readout,
+        readout_layout="probabilities |a_i|^2, i = basis index, qubit 0 most significant"
         if config.readout == "probabilities"
         else "[Re a_0 .. Re a_{2^n-1}, Im a_0 .. Im a_{2^n-1}], qubit 0 most significant",
-        "context": config.context,
-        "k": k,
-        "embedding_dim": config.embedding_dim,
-        "window_length": stream.window_size,
-        "seed": config.seed,
-        "device": str(device),
-        "precision": str(dtype).replace("torch.", ""),
-        "encoding": {
+        context=config.context,
+        k=k,
+        embedding_dim=config.embedding_dim,
+        window_size=stream.window_size,
+        seed=config.seed,
+        device=str(device),
+        precision=str(dtype).replace("torch.", ""),
+        encoding={
             "bases": "tetrahedral Bloch states A=(1,1,1) C=(1,-1,-1) G=(-1,1,-1) T=(-1,-1,1)/sqrt(3), Ry then Rz",
             "base_to_qubit": "base j on qubit j mod n",
             "bases_per_qubit": math.ceil(k / n_qubits),
             "angles_turns": {base: [float(v) for v in row] for base, row in zip(BASES, base_angles())},
         },
-        "shared_weights": {
+        shared_weights={
             "word": int(encoder.word_weights.numel()),
             "stair": int(encoder.stair_weights.numel()) if encoder.stair_weights is not None else 0,
             "distribution": "uniform in [0, 1) turns from torch.Generator seeded by --seed",
         },
-        "windows": {name: split.num_windows for name, split in stream.splits.items()},
-        "distinct_kmers": distinct_kmers(stream),
-        "table_rows": int(table.values.shape[0]),
-        "table_holds": "every k-mer" if table.kmers is None else "the k-mers that occur in any split",
-        "distinct_embeddings": table.distinct,
-        "distinct_tolerance": table.tolerance,
-        "timings": {key: round(value, 4) for key, value in timings.items()},
-        "data_dir": str(config.data_dir),
-    }
+        windows={name: split.num_windows for name, split in stream.splits.items()},
+        distinct_kmers=distinct_kmers(stream),
+        table_rows=int(table.values.shape[0]),
+        table_holds="every k-mer" if table.kmers is None else "the k-mers that occur in any split",
+        distinct_embeddings=table.distinct,
+        distinct_tolerance=table.tolerance,
+        timings={key: round(value, 4) for key, value in timings.items()},
+        data_dir=str(config.data_dir),
+    )
 
 
 @contextlib.contextmanager
@@ -283,9 +278,9 @@ def run_encode(config: EncodeConfig) -> int:
                 export_dense_splits(config.context, stream, table, output_dir)
 
         info = embeddings_metadata(config, stream, output_dir, encoder, table, files, device, dtype, timings)
-        atomic_write_json(output_dir / METADATA_FILE, info)
-        run.finish({**{key: info[key] for key in ("windows", "distinct_kmers", "distinct_embeddings", "qubits", "k")},
-                    **timings})
-    LOG.info("wrote %s: %s windows, %d distinct embeddings of %d k-mers", output_dir, info["windows"], table.distinct,
+        info.write(output_dir)
+        run.finish({"windows": info.windows, "distinct_kmers": info.distinct_kmers,
+                    "distinct_embeddings": info.distinct_embeddings, "qubits": info.qubits, "k": info.k, **timings})
+    LOG.info("wrote %s: %s windows, %d distinct embeddings of %d k-mers", output_dir, info.windows, table.distinct,
              table.values.shape[0])
     return 0

@@ -1,7 +1,7 @@
 """The embedding folder lambeq_encoder.py writes and quantize_lambeq_embeddings.py reads.
 
-    <dir>/metadata.json              "format": "quixer-rna-embeddings", "version", "layout", the circuit, and
-                                     "stream": where the k-mer stream is and its checksums
+    <dir>/metadata.json              EmbeddingMetadata: "format": "quixer-rna-embeddings", "version", "layout",
+                                     the circuit, and "stream": where the k-mer stream is and its checksums
     <dir>/table.npy                  float32 [R, D]: the embedding of every k-mer (layout "table")
     <dir>/table_kmers.npy            int64 [R], ascending: which k-mer ids the rows are, present only when the
                                      table holds just the k-mers that occur (4^k too large to embed them all)
@@ -18,20 +18,72 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ..errors import UserError
-from ..runio import atomic_open, read_json, sha256_file
-from .kmer_stream import StreamData, resolve_stream
+from ..runio import atomic_open, sha256_file
+from .kmer_stream import StreamData, StreamReference, resolve_stream
+from .metadata import METADATA_FILE, FolderFormat, Metadata, rebuild_hint
 
 FORMAT = "quixer-rna-embeddings"
-VERSION = 1
-LAYOUTS = ("table", "windows")
+VERSION = 2  # 2: the window size is "window_size" (was "window_length")
 TABLE_FILE = "table.npy"
 TABLE_KMERS_FILE = "table_kmers.npy"
-METADATA_FILE = "metadata.json"
+
+
+def _rebuild(folder: Path) -> str:
+    return rebuild_hint(folder, f"lambeq_encoder.py --data_dir PREPARE_DIR --output_dir {folder}")
+
+
+def _legacy(folder: Path) -> str | None:
+    """A folder of the first layout (per-window .pt files) names the command that rebuilds it."""
+    if not (folder / "train.pt").is_file():
+        return None
+    return (f"--embeddings_dir {folder}: written by an earlier version (per-window .pt files); rerun "
+            f"lambeq_encoder.py --data_dir PREPARE_DIR --output_dir {folder} --overwrite on a "
+            "prepare_autoregressive_data.py output")
+
+
+EMBEDDING_FORMAT = FolderFormat(
+    name=FORMAT, version=VERSION, title="embedding format", what="an embedding folder", flag="--embeddings_dir",
+    expected="the output folder of lambeq_encoder.py", rebuild=_rebuild, legacy=_legacy)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingMetadata(Metadata):
+    """metadata.json of an embedding folder. The quantizer needs the layout, the stream and embedding_dim; the
+    rest records the circuit and the table (the report shows the circuit and the distinct embeddings)."""
+
+    FORMAT: ClassVar[FolderFormat] = EMBEDDING_FORMAT
+    layout: Literal["table", "windows"]
+    stage: str | None = None
+    stream: StreamReference
+    files: dict[str, str] | None = None  # file name -> sha256
+    lambeq_version: str | None = None
+    ansatz: str | None = None
+    qubits: int | None = None
+    layers: int | None = None
+    readout: str | None = None
+    readout_layout: str | None = None
+    context: str | None = None
+    k: int | None = None
+    embedding_dim: int
+    window_size: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    precision: str | None = None
+    encoding: dict[str, Any] | None = None  # how bases become qubit rotations
+    shared_weights: dict[str, Any] | None = None
+    windows: dict[str, int] | None = None
+    distinct_kmers: dict[str, int] | None = None
+    table_rows: int | None = None
+    table_holds: str | None = None
+    distinct_embeddings: int | None = None
+    distinct_tolerance: float | None = None
+    timings: dict[str, float] | None = None
+    data_dir: str | None = None
 
 
 def window_file(folder: Path, split: str) -> Path:
@@ -64,18 +116,18 @@ class WindowArrayWriter:
 @dataclass
 class EmbeddingData:
     folder: Path
-    meta: dict[str, Any]
+    meta: EmbeddingMetadata
     stream: StreamData
     table: np.ndarray | None
     table_kmers: np.ndarray | None
 
     @property
     def layout(self) -> str:
-        return str(self.meta["layout"])
+        return self.meta.layout
 
     @property
     def dim(self) -> int:
-        return int(self.meta["embedding_dim"])
+        return self.meta.embedding_dim
 
     def window_embeddings(self, split: str) -> np.ndarray:
         """float32 [N, W, D] of one split, memory-mapped (layout "windows")."""
@@ -92,27 +144,13 @@ class EmbeddingData:
 def open_embeddings(folder: str | Path) -> EmbeddingData:
     """Open an embedding folder and the k-mer stream it was made from, checking both."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"--embeddings_dir {folder}: folder not found")
-    meta_path = folder / METADATA_FILE
-    if not meta_path.is_file():
-        raise UserError(f"--embeddings_dir {folder}: no {METADATA_FILE}; give the output folder of lambeq_encoder.py")
-    meta = read_json(meta_path, "embedding metadata")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        if (folder / "train.pt").is_file():
-            raise UserError(f"--embeddings_dir {folder}: written by an earlier version (per-window .pt files); rerun "
-                            f"lambeq_encoder.py --data_dir PREPARE_DIR --output_dir {folder} --overwrite on a "
-                            "prepare_autoregressive_data.py output")
-        raise UserError(f"{meta_path}: not an embedding folder written by lambeq_encoder.py")
-    if meta.get("version") != VERSION or meta.get("layout") not in LAYOUTS:
-        raise UserError(f"{meta_path}: embedding format version {meta.get('version')} / layout {meta.get('layout')!r} "
-                        f"is not {VERSION} / one of {LAYOUTS}; rerun lambeq_encoder.py")
-    stream = resolve_stream(meta.get("stream"), folder, meta_path)
+    meta = EmbeddingMetadata.read(folder)
+    stream = resolve_stream(meta.stream, folder, folder / METADATA_FILE)
     table = table_kmers = None
-    if meta["layout"] == "table":
+    if meta.layout == "table":
         table = _load(folder / TABLE_FILE)
-        if table.ndim != 2 or table.shape[1] != int(meta["embedding_dim"]) or table.dtype != np.float32:
-            raise UserError(f"{folder / TABLE_FILE}: expected float32 [R, {meta['embedding_dim']}], found "
+        if table.ndim != 2 or table.shape[1] != meta.embedding_dim or table.dtype != np.float32:
+            raise UserError(f"{folder / TABLE_FILE}: expected float32 [R, {meta.embedding_dim}], found "
                             f"{table.dtype} {table.shape}; rerun lambeq_encoder.py")
         if (folder / TABLE_KMERS_FILE).is_file():
             table_kmers = _load(folder / TABLE_KMERS_FILE)

@@ -1,7 +1,8 @@
 """The k-mer stream: what prepare_autoregressive_data.py writes and every later stage reads.
 
-    <dir>/metadata.json            "format": "quixer-rna-kmer-stream", "version", k, stride, window_size,
-                                   window_step, ..., and per split the counts and the sha256 of each file
+    <dir>/metadata.json            StreamMetadata: "format": "quixer-rna-kmer-stream", "version", k, stride,
+                                   window_size, window_step, ..., and per split the counts and the sha256 of
+                                   each file
     <dir>/<split>/kmers.bin        a 64-byte header (magic, version, item size, k, count), then the k-mer ids
                                    (quixer_rna.kmers numbering) of every stretch back to back, in the smallest of
                                    uint8 / uint16 / int32 / int64 that holds 4^k (uint16 for 6-mers)
@@ -25,20 +26,21 @@ import csv
 import hashlib
 import io
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence, TypedDict
 
 import numpy as np
 
 from ..errors import UserError
-from ..runio import atomic_open, read_json, sha256_file
+from ..runio import atomic_open, sha256_file
 from . import SPLITS
+from .metadata import METADATA_FILE, FolderFormat, Metadata, rebuild_hint
 
 FORMAT = "quixer-rna-kmer-stream"
 VERSION = 1
-METADATA_FILE = "metadata.json"
 KMERS_FILE = "kmers.bin"
 SEGMENTS_FILE = "segments.npy"
 TRANSCRIPTS_FILE = "transcripts.tsv"
@@ -65,14 +67,86 @@ def kmer_dtype(k: int) -> np.dtype:
 
 def regenerate_hint(folder: Path) -> str:
     """The command that rebuilds `folder`, from its run record when it has one."""
-    try:
-        command = read_json(folder / "args.json").get("command") or []
-    except (UserError, AttributeError):
-        command = []
-    shown = " ".join(str(part) for part in command if part != "--overwrite")
-    if not shown:
-        shown = f"prepare_autoregressive_data.py --fasta FASTA --output_dir {folder}"
-    return f"rebuild it: python {shown} --overwrite"
+    return rebuild_hint(folder, f"prepare_autoregressive_data.py --fasta FASTA --output_dir {folder}")
+
+
+def _legacy(folder: Path) -> str | None:
+    """A folder of the first layout (one line of k-mers per window) names the command that rebuilds it."""
+    if (folder / "train" / "sentences.txt").is_file():
+        return f"{folder}: written by an earlier version (one line of k-mers per window); {regenerate_hint(folder)}"
+    return None
+
+
+STREAM_FORMAT = FolderFormat(
+    name=FORMAT, version=VERSION, title="k-mer stream", what="a k-mer stream folder", flag="--data_dir",
+    expected="the output folder of prepare_autoregressive_data.py", rebuild=regenerate_hint, legacy=_legacy)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitCounts:
+    """One split of a stream: what it holds and the sha256 of each of its files (STREAM_FILES)."""
+
+    sequences: int | None = None  # kept transcripts (or blocks)
+    transcripts: int
+    genes: int | None = None  # units kept whole (genes, families, transcripts or blocks)
+    windows: int | None = None
+    nucleotides: int | None = None
+    kmers: int | None = None
+    segments: int | None = None
+    sha256: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamMetadata(Metadata):
+    """metadata.json of a k-mer stream folder. Later stages need k, stride, the window rule and each split's
+    transcripts and checksums; the rest records how prepare_autoregressive_data.py made the data set (the
+    report shows it)."""
+
+    FORMAT: ClassVar[FolderFormat] = STREAM_FORMAT
+    task: str | None = None
+    k: int
+    kmer_dtype: str | None = None
+    stride: int
+    window_size: int
+    window_step: int
+    window_span_nt: int | None = None
+    min_length: int | None = None
+    split_by: str | None = None  # gene, family, transcript or region
+    split_rule: str | None = None
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    seed: int | None = None
+    synthetic: bool | None = None
+    inputs: list[dict[str, Any]] | None = None  # path, sha256, records of each FASTA
+    total_nucleotides: int | None = None
+    soft_masked: str | None = None
+    soft_masked_bases: int | None = None
+    bases_left_out: dict[str, int] | None = None  # non_acgt, guard, soft_masked
+    sequences: int | None = None
+    genes: int | None = None
+    gene_sources: dict[str, dict[str, int]] | None = None  # per split and in total: transcripts per source
+    grouping: dict[str, Any] | None = None
+    windows: int | None = None
+    splits: dict[str, SplitCounts]
+    window_fractions: dict[str, float] | None = None
+    genes_in_more_than_one_split: int | None = None
+    skipped: dict[str, int] | None = None  # sequences (and windows) not kept, per reason
+    block_size: int | None = None  # --split_by region only
+    guard_nt: int | None = None  # --split_by region only
+    leak: dict[str, Any] | None = None  # the leak figure (quixer_rna.leak): rule, and per query split its counts
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "StreamMetadata":
+        """The metadata of a stream folder, with every split."""
+        folder = Path(folder)
+        meta = super().read(folder)
+        missing = [split for split in SPLITS if split not in meta.splits]
+        if missing:
+            raise UserError(f"{folder / METADATA_FILE}: no 'splits.{missing[0]}'; {regenerate_hint(folder)}")
+        return meta
+
+    def checksums(self) -> dict[str, dict[str, str]]:
+        return {split: dict(self.splits[split].sha256) for split in SPLITS}
 
 
 # ---- writing --------------------------------------------------------------------------------------------------
@@ -301,28 +375,6 @@ class KmerStream:
 
 # ---- reading and validating -----------------------------------------------------------------------------------
 
-def read_stream_metadata(folder: str | Path) -> dict[str, Any]:
-    """metadata.json of a k-mer stream folder; a folder of an earlier version (one line per window) or a
-    wrong version is a one-line error naming the command that rebuilds it."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"--data_dir {folder}: folder not found")
-    path = folder / METADATA_FILE
-    if not path.is_file():
-        raise UserError(f"{folder}: no {METADATA_FILE}; --data_dir must be the output folder of prepare_autoregressive_data.py")
-    meta = read_json(path, "metadata.json of a k-mer stream folder")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        if isinstance(meta, dict) and (folder / "train" / "sentences.txt").is_file():
-            raise UserError(f"{folder}: written by an earlier version (one line of k-mers per window); "
-                            f"{regenerate_hint(folder)}")
-        raise UserError(f"{path}: not a k-mer stream folder (format {meta.get('format') if isinstance(meta, dict) else None!r}); "
-                        "--data_dir must be the output folder of prepare_autoregressive_data.py")
-    if meta.get("version") != VERSION:
-        raise UserError(f"{path}: k-mer stream version {meta.get('version')}, this code reads {VERSION}; "
-                        f"{regenerate_hint(folder)}")
-    return meta
-
-
 def _open_kmers(path: Path, k: int, hint: str) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"{path}: missing; {hint}")
@@ -363,13 +415,12 @@ def _check_segments(path: Path, segments: np.ndarray, count: int, hint: str) -> 
         raise UserError(f"{path}: stretch transcript rows or starts out of order; {hint}")
 
 
-def open_stream(folder: str | Path, split: str, meta: dict[str, Any] | None = None) -> KmerStream:
+def open_stream(folder: str | Path, split: str, meta: StreamMetadata | None = None) -> KmerStream:
     """Open one split, checking the header, the file size and that the stretches tile the stream."""
     folder = Path(folder)
-    meta = meta or read_stream_metadata(folder)
+    meta = meta or StreamMetadata.read(folder)
     hint = regenerate_hint(folder)
-    k = int(meta["k"])
-    kmers = _open_kmers(folder / split / KMERS_FILE, k, hint)
+    kmers = _open_kmers(folder / split / KMERS_FILE, meta.k, hint)
     seg_path = folder / split / SEGMENTS_FILE
     if not seg_path.is_file():
         raise UserError(f"{seg_path}: missing; {hint}")
@@ -378,11 +429,10 @@ def open_stream(folder: str | Path, split: str, meta: dict[str, Any] | None = No
     except (OSError, ValueError) as exc:
         raise UserError(f"{seg_path}: unreadable ({exc}); {hint}") from exc
     _check_segments(seg_path, segments, len(kmers), hint)
-    expected = meta.get("splits", {}).get(split, {}).get("transcripts")
+    expected = meta.splits[split].transcripts if split in meta.splits else None
     if len(segments) and expected is not None and segments[-1, TRANSCRIPT] >= expected:
         raise UserError(f"{seg_path}: transcript rows beyond the {expected} transcripts of the split; {hint}")
-    return KmerStream(folder, split, k, int(meta["stride"]), int(meta["window_size"]), int(meta["window_step"]),
-                      kmers, segments)
+    return KmerStream(folder, split, meta.k, meta.stride, meta.window_size, meta.window_step, kmers, segments)
 
 
 @dataclass
@@ -390,23 +440,23 @@ class StreamData:
     """A whole k-mer stream folder: its metadata and every split."""
 
     folder: Path
-    meta: dict[str, Any]
+    meta: StreamMetadata
     splits: dict[str, KmerStream]
 
     @property
     def k(self) -> int:
-        return int(self.meta["k"])
+        return self.meta.k
 
     @property
     def window_size(self) -> int:
-        return int(self.meta["window_size"])
+        return self.meta.window_size
 
     def checksums(self) -> dict[str, dict[str, str]]:
-        return {split: dict(self.meta["splits"][split]["sha256"]) for split in SPLITS}
+        return self.meta.checksums()
 
 
 def open_stream_data(folder: str | Path, splits: Sequence[str] = SPLITS) -> StreamData:
-    meta = read_stream_metadata(folder)
+    meta = StreamMetadata.read(folder)
     return StreamData(Path(folder), meta, {split: open_stream(folder, split, meta) for split in splits})
 
 
@@ -442,34 +492,34 @@ def write_sentences_export(stream: KmerStream, folder: Path, chunk: int = 65536)
 
 # ---- references from later stages -----------------------------------------------------------------------------
 
-def stream_reference(stream: StreamData, from_folder: Path) -> dict[str, Any]:
-    """What a later stage's metadata.json records of the stream it read: where it is (absolute, and relative
-    to the later stage's folder, so a moved study still resolves) and the checksums of its files."""
-    import os
+class StreamReference(TypedDict):
+    """What a later stage's metadata.json records of the stream it read: where it is (absolute, and relative to
+    the later stage's folder, so a moved study still resolves), its k and window size, and the checksums of its
+    files. A typed dict: it is written into metadata.json as it is."""
 
+    path: str
+    relative: str
+    k: int
+    window_size: int
+    sha256: dict[str, dict[str, str]]
+
+
+def stream_reference(stream: StreamData, from_folder: Path) -> StreamReference:
     absolute = stream.folder.resolve()
-    return {
-        "path": str(absolute),
-        "relative": os.path.relpath(absolute, Path(from_folder).resolve()),
-        "k": stream.k,
-        "window_size": stream.window_size,
-        "sha256": stream.checksums(),
-    }
+    return StreamReference(path=str(absolute), relative=os.path.relpath(absolute, Path(from_folder).resolve()),
+                           k=stream.k, window_size=stream.window_size, sha256=stream.checksums())
 
 
-def resolve_stream(reference: dict[str, Any], from_folder: Path, meta_path: Path,
+def resolve_stream(reference: StreamReference, from_folder: Path, meta_path: Path,
                    splits: Sequence[str] = SPLITS) -> StreamData:
     """Open the stream a later stage recorded, refusing one rewritten since (its checksums differ)."""
-    if not isinstance(reference, dict) or "path" not in reference:
-        raise UserError(f"{meta_path}: names no k-mer stream folder; rebuild it with its stage's command")
-    candidates = [Path(from_folder) / reference.get("relative", ""), Path(reference["path"])]
+    candidates = [Path(from_folder) / reference["relative"], Path(reference["path"])]
     folder = next((c for c in candidates if (c / METADATA_FILE).is_file()), None)
     if folder is None:
         raise UserError(f"{meta_path}: its k-mer stream folder {reference['path']} is gone; "
                         "restore it or rebuild this folder from a prepare_autoregressive_data.py output")
     data = open_stream_data(folder, splits)
-    recorded = reference.get("sha256", {})
-    changed = [s for s in splits if recorded.get(s) != data.checksums().get(s)]
+    changed = [s for s in splits if reference["sha256"].get(s) != data.checksums().get(s)]
     if changed:
         raise UserError(f"{meta_path}: the k-mer stream in {folder} was rewritten after this folder was made "
                         f"(split {', '.join(changed)} differs); rerun this folder's stage on it")

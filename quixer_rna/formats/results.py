@@ -28,11 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..runio import METRICS_FILE, atomic_write_json, read_json
+from ..runio import METRICS_FILE, atomic_write_json
+from .metadata import FolderFormat, read_versioned
 from .predictions import FILE as PREDICTIONS_FILE
 
 FORMAT = "quixer-rna-result"
 VERSION = 1
+RESULT_FORMAT = FolderFormat(
+    name=FORMAT, version=VERSION, title="model result", what="a model result", flag="",
+    expected="the folder of a model stage (train_quixer_hybrid.py, train_classical_baselines.py)",
+    rebuild=lambda folder: "rerun its stage", file=METRICS_FILE)
 REQUIRED = ("model", "seed", "tokens", "test", "val", "references", "parameters", "train_seconds", "train",
             "model_config")
 TEST_KEYS = ("loss", "perplexity", "accuracy", "top5_accuracy")
@@ -96,10 +101,7 @@ def read_result(folder: str | Path) -> ModelResult:
     """A model stage's metrics.json, strictly: a missing key or another format is a one-line UserError."""
     folder = Path(folder)
     path = folder / METRICS_FILE
-    payload = read_json(path, "result (metrics.json)")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != VERSION:
-        found = payload.get("format") if isinstance(payload, dict) else None
-        raise UserError(f"{path}: not a model result of this version (format {found!r}); rerun its stage")
+    payload = read_versioned(folder, RESULT_FORMAT)
     _check(path, payload)
     return ModelResult(
         folder=folder, model=str(payload["model"]), seed=int(payload["seed"]), tokens=payload["tokens"],

@@ -1,8 +1,9 @@
 """Token folders: what quantize_lambeq_embeddings.py and prepare_classical_benchmarks.py write and every
 trainer reads. A token folder holds no windows: it maps the k-mer stream it names to tokens.
 
-    <dir>/metadata.json       "format": "quixer-rna-tokens", "version", "tokenizer", "kind", "vocab_size", "k",
-                              "window_size", "stream" (where the k-mer stream is, and its checksums), "files"
+    <dir>/metadata.json       TokenMetadata: "format": "quixer-rna-tokens", "version", "tokenizer", "kind",
+                              "vocab_size", "k", "window_size", "stream" (where the k-mer stream is, and its
+                              checksums), "files", then what the producing stage records
     kind "kmer_map":  <dir>/kmer_tokens.npy   int32 [4^k]: the token of every k-mer id (-1: a k-mer with no
                                               embedding, which occurs in no split)
     kind "identity":  no file: the token of a k-mer is its id (raw k-mers, vocabulary 4^k)
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -27,12 +28,11 @@ import torch
 from ..errors import UserError
 from ..runio import read_json
 from . import SPLITS
-from .kmer_stream import KmerStream, StreamData, fingerprint, resolve_stream
+from .kmer_stream import KmerStream, StreamData, StreamReference, fingerprint, resolve_stream
+from .metadata import METADATA_FILE, FolderFormat, Metadata, rebuild_hint
 
 FORMAT = "quixer-rna-tokens"
 VERSION = 1
-KINDS = ("kmer_map", "identity", "windows")
-METADATA_FILE = "metadata.json"
 MAP_FILE = "kmer_tokens.npy"
 # Chunk for passes over every window (counts, exports): bounded memory whatever the split's size.
 CHUNK = 1 << 18
@@ -185,26 +185,26 @@ class TokenData:
     """A token folder: its metadata, the k-mer stream it maps, and every split's windows."""
 
     folder: Path
-    meta: dict[str, Any]
+    meta: TokenMetadata
     stream: StreamData
     splits: dict[str, TokenWindows]
 
     @property
     def vocab_size(self) -> int:
-        return int(self.meta["vocab_size"])
+        return self.meta.vocab_size
 
     @property
     def tokenizer(self) -> str:
-        return str(self.meta.get("tokenizer", "tokens"))
+        return self.meta.tokenizer
 
     @property
     def k(self) -> int:
-        return int(self.meta["k"])
+        return self.meta.k
 
     @property
     def fingerprint(self) -> str:
         """What a resume or a paired comparison must share: the stream's and this folder's checksums."""
-        return fingerprint(self.meta["stream"]["sha256"], self.meta.get("files", {}), self.vocab_size, self.meta["kind"])
+        return fingerprint(self.meta.stream["sha256"], self.meta.files, self.vocab_size, self.meta.kind)
 
     def __getitem__(self, split: str) -> TokenWindows:
         return self.splits[split]
@@ -224,35 +224,77 @@ class TokenData:
         return train, info
 
 
-def _legacy_hint(folder: Path) -> str:
+def _stage_script(folder: Path) -> str:
+    """The script that wrote a token folder, from its run record (quantize unless it says otherwise)."""
     try:
         stage = read_json(folder / "args.json").get("stage")
     except (UserError, AttributeError):
         stage = None
-    script = "prepare_classical_benchmarks.py" if stage == "prepare_classical_benchmarks" else "quantize_lambeq_embeddings.py"
+    if stage == "prepare_classical_benchmarks":
+        return "prepare_classical_benchmarks.py"
+    return "quantize_lambeq_embeddings.py"
+
+
+def _rebuild(folder: Path) -> str:
+    if _stage_script(folder) == "prepare_classical_benchmarks.py":
+        return rebuild_hint(folder, f"prepare_classical_benchmarks.py --data_dir PREPARE_DIR --output_dir {folder}")
+    return rebuild_hint(folder, f"quantize_lambeq_embeddings.py --embeddings_dir EMBEDDINGS_DIR --output_dir {folder}")
+
+
+def _legacy(folder: Path) -> str | None:
+    """A folder of the first layout (one row of tokens per window, train.pt) names the commands that rebuild it."""
+    if not (folder / "train.pt").is_file():
+        return None
     return (f"--data_dir {folder}: written by an earlier version (one row of tokens per window); rebuild it: "
-            f"prepare_autoregressive_data.py, then {script} (rerun run_pipeline.sh or run_classical_prep.sh)")
+            f"prepare_autoregressive_data.py, then {_stage_script(folder)} (rerun run_pipeline.sh or "
+            "run_classical_prep.sh)")
 
 
-def read_token_metadata(folder: str | Path) -> dict[str, Any]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"--data_dir {folder}: folder not found")
-    path = folder / METADATA_FILE
-    if not path.is_file():
-        if (folder / "train.pt").is_file():
-            raise UserError(_legacy_hint(folder))
-        raise UserError(f"--data_dir {folder}: no {METADATA_FILE}; give the output folder of "
-                        "quantize_lambeq_embeddings.py or prepare_classical_benchmarks.py")
-    meta = read_json(path, "token metadata")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        if (folder / "train.pt").is_file():
-            raise UserError(_legacy_hint(folder))
-        raise UserError(f"{path}: not a token folder (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("version") != VERSION or meta.get("kind") not in KINDS:
-        raise UserError(f"{path}: token format version {meta.get('version')} / kind {meta.get('kind')!r} is not "
-                        f"{VERSION} / one of {KINDS}; rebuild the folder with its stage")
-    return meta
+TOKEN_FORMAT = FolderFormat(
+    name=FORMAT, version=VERSION, title="token format", what="a token folder", flag="--data_dir",
+    expected="the output folder of quantize_lambeq_embeddings.py or prepare_classical_benchmarks.py",
+    rebuild=_rebuild, legacy=_legacy)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenMetadata(Metadata):
+    """metadata.json of a token folder. Every trainer needs the fields up to `files`; the rest is what the
+    producing stage records (quantize_lambeq_embeddings.py: the clustering; prepare_classical_benchmarks.py:
+    the k-mers seen), absent from the other's folders."""
+
+    FORMAT: ClassVar[FolderFormat] = TOKEN_FORMAT
+    tokenizer: str  # "clusters", "raw k-mers"
+    kind: Literal["kmer_map", "identity", "windows"]
+    vocab_size: int
+    k: int
+    window_size: int
+    stream: StreamReference
+    files: dict[str, str]  # file name -> sha256
+    # quantize_lambeq_embeddings.py (quixer_rna.quantization.DEFINITIONS defines the statistics)
+    n_clusters: int | None = None
+    algorithm: str | None = None
+    inertia: float | None = None
+    token_entropy_bits: float | None = None
+    token_perplexity: float | None = None
+    empty_clusters: int | None = None
+    hamming_neighbour_share: float | None = None  # None: per-window tokens (no k-mer map to measure)
+    hamming_neighbour_share_shuffled: float | None = None
+    windows: dict[str, int] | None = None
+    seconds: dict[str, float] | None = None
+    input_layout: str | None = None
+    embedding_dim: int | None = None
+    n_iter: int | None = None
+    distinct_train_vectors: int | None = None
+    train_positions: int | None = None
+    cluster_sizes: list[int] | None = None
+    unseen_kmer_positions: dict[str, int] | None = None
+    seed: int | None = None
+    embeddings_dir: str | None = None
+    definitions: dict[str, str] | None = None
+    # prepare_classical_benchmarks.py
+    seen_kmers: int | None = None
+    splits: dict[str, dict[str, int]] | None = None  # per split: windows, transcripts, distinct_kmers
+    rule: str | None = None  # how a k-mer's id is its token
 
 
 def resolve_token_folder(folder: str | Path) -> Path:
@@ -267,11 +309,11 @@ def open_tokens(folder: str | Path, splits: Sequence[str] = SPLITS) -> TokenData
     """Open a token folder (or the tokens/ folder inside it) and its k-mer stream, checking both (one line
     per problem)."""
     folder = resolve_token_folder(folder)
-    meta = read_token_metadata(folder)
-    stream = resolve_stream(meta.get("stream"), folder, folder / METADATA_FILE, splits)
-    vocab = int(meta["vocab_size"])
+    meta = TokenMetadata.read(folder)
+    stream = resolve_stream(meta.stream, folder, folder / METADATA_FILE, splits)
+    vocab = meta.vocab_size
     token_map = None
-    if meta["kind"] == "kmer_map":
+    if meta.kind == "kmer_map":
         path = folder / MAP_FILE
         try:
             token_map = np.load(path, allow_pickle=False)
@@ -280,12 +322,12 @@ def open_tokens(folder: str | Path, splits: Sequence[str] = SPLITS) -> TokenData
         if token_map.shape != (4**stream.k,) or token_map.max(initial=-1) >= vocab:
             raise UserError(f"{path}: expected one token < {vocab} per {stream.k}-mer ({4**stream.k}), found "
                             f"shape {token_map.shape}; rebuild the token folder")
-    elif meta["kind"] == "identity" and vocab != 4**stream.k:
+    elif meta.kind == "identity" and vocab != 4**stream.k:
         raise UserError(f"{folder / METADATA_FILE}: raw {stream.k}-mer tokens need vocab_size {4**stream.k}, not {vocab}")
     loaded: dict[str, TokenWindows] = {}
     for split in splits:
         windows = None
-        if meta["kind"] == "windows":
+        if meta.kind == "windows":
             path = window_tokens_file(folder, split)
             try:
                 windows = np.load(path, mmap_mode="c")

@@ -212,7 +212,7 @@ def _reference(track: Track) -> None:
     ranked = torch.argsort(log_probs, descending=True)
     track.unigram_accuracy = float((targets == ranked[0]).double().mean())
     track.unigram_top5 = float(torch.isin(targets, ranked[:5]).double().mean())
-    track.nt_per_target = min(int(data.stream.meta["stride"]), data.k)
+    track.nt_per_target = min(data.stream.meta.stride, data.k)
 
 
 def _attach_predictions(track: Track, run: Run, problems: list[str]) -> None:

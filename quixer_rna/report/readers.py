@@ -1,6 +1,7 @@
 """Strict readers of what other stages wrote: the prepare stage's metadata.json and leak.tsv, the tokenizer
-stages' metadata, the study's timings.json. A key the report needs and does not find is a one-line UserError
-naming the file and the key, so a renamed key stops the report instead of printing "-".
+stages' metadata (each through its format's dataclass, quixer_rna.formats), the study's timings.json. A key
+the report needs and does not find is a one-line UserError naming the file and the key, so a renamed key
+stops the report instead of printing "-".
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import numpy as np
 
 from ..errors import UserError
 from ..formats import SPLITS
-from ..formats.kmer_stream import LEAK_FILE, read_leak_table, read_stream_metadata
-from ..formats.tokens import read_token_metadata
+from ..formats.embeddings import EmbeddingMetadata
+from ..formats.kmer_stream import LEAK_FILE, StreamMetadata, read_leak_table
+from ..formats.metadata import METADATA_FILE
+from ..formats.tokens import TokenMetadata
 from ..runio import read_json
 from .collect import StageRecord
 from .records import Dataset, Leak, LeakGene, LeakSplit, SplitCounts, StageTime, Timings, Tokenizer
-from .strict import Strict
+from .strict import Strict, require
 
 TIMINGS_FILE = "timings.json"
 LEAK_GENES_SHOWN = 10
@@ -25,8 +28,7 @@ LEAK_GENES_SHOWN = 10
 
 # ---- the data set -----------------------------------------------------------------------------------------------
 
-def _leak(meta: Strict) -> Leak:
-    leak = meta.sub("leak")
+def _leak(leak: Strict) -> Leak:
     if not leak.flag("computed"):
         return Leak(False, leak.text("reason"), leak.integer("length"), leak.number("threshold"), False)
     splits = []
@@ -56,18 +58,21 @@ def leak_genes(folder: Path, shown: int = LEAK_GENES_SHOWN) -> tuple[LeakGene, .
 
 def read_dataset(prepare: StageRecord, runs_dir: Path) -> Dataset:
     """The prepare stage's metadata.json (and leak.tsv) as the report shows them."""
-    meta = Strict(read_stream_metadata(prepare.folder), prepare.folder / "metadata.json")
-    splits = meta.sub("splits")
-    sources = meta.sub("gene_sources")
-    counts = tuple(SplitCounts(split, splits.sub(split).integer("transcripts"), splits.sub(split).integer("genes"),
-                               splits.sub(split).integer("windows"), sources.counts(split)) for split in SPLITS)
-    leak = _leak(meta)
+    path = prepare.folder / METADATA_FILE
+    meta = StreamMetadata.read(prepare.folder)
+    require(meta, path, "synthetic", "sequences", "genes", "windows", "split_by", "split_rule", "min_length", "skipped",
+            "gene_sources", "leak")
+    for split in SPLITS:
+        require(meta.splits[split], path, "genes", "windows", where=f"splits.{split}.")
+    sources = Strict(meta.gene_sources, path, "gene_sources.")
+    counts = tuple(SplitCounts(split, meta.splits[split].transcripts, meta.splits[split].genes,
+                               meta.splits[split].windows, sources.counts(split)) for split in SPLITS)
+    leak = _leak(Strict(meta.leak, path, "leak."))
     return Dataset(
-        folder=prepare.folder.relative_to(runs_dir).as_posix(), synthetic=meta.flag("synthetic"),
-        transcripts=meta.integer("sequences"), genes=meta.integer("genes"), windows=meta.integer("windows"),
-        splits=counts, k=meta.integer("k"), stride=meta.integer("stride"), window_size=meta.integer("window_size"),
-        window_step=meta.integer("window_step"), split_by=meta.text("split_by"), split_rule=meta.text("split_rule"),
-        min_length=meta.integer("min_length"), skipped=meta.counts("skipped"), leak=leak,
+        folder=prepare.folder.relative_to(runs_dir).as_posix(), synthetic=meta.synthetic, transcripts=meta.sequences,
+        genes=meta.genes, windows=meta.windows, splits=counts, k=meta.k, stride=meta.stride,
+        window_size=meta.window_size, window_step=meta.window_step, split_by=meta.split_by,
+        split_rule=meta.split_rule, min_length=meta.min_length, skipped=meta.skipped, leak=leak,
         leak_genes=leak_genes(prepare.folder) if leak.computed else (),
     )
 
@@ -78,17 +83,21 @@ def read_tokenizer(quantize: StageRecord | None, encode: StageRecord | None) -> 
     """The cluster tokens' metadata (quantize) and the encoder's (encode), of completed stages."""
     found: dict[str, Any] = {}
     if quantize is not None and quantize.status == "completed":
-        read_token_metadata(quantize.folder)
-        meta = Strict(read_json(quantize.folder / "metadata.json"), quantize.folder / "metadata.json")
-        found.update(clusters=meta.integer("n_clusters"), entropy_bits=meta.number("token_entropy_bits"),
-                     inertia=meta.number("inertia"), hamming_share=meta.number("hamming_neighbour_share"),
-                     hamming_share_shuffled=meta.number("hamming_neighbour_share_shuffled"))
+        tokens = TokenMetadata.read(quantize.folder)
+        path = quantize.folder / METADATA_FILE
+        require(tokens, path, "n_clusters", "token_entropy_bits", "inertia")
+        if tokens.kind == "kmer_map":  # per-window tokens have no k-mer map to measure the Hamming share of
+            require(tokens, path, "hamming_neighbour_share", "hamming_neighbour_share_shuffled")
+        found.update(clusters=tokens.n_clusters, entropy_bits=tokens.token_entropy_bits, inertia=tokens.inertia,
+                     hamming_share=tokens.hamming_neighbour_share,
+                     hamming_share_shuffled=tokens.hamming_neighbour_share_shuffled)
     if encode is not None and encode.status == "completed":
-        path = encode.folder / "metadata.json"
-        meta = Strict(read_json(path, "embeddings metadata"), path)
-        found.update(encoder=f"lambeq {meta['lambeq_version']}, {meta['ansatz']} x {meta['layers']}, "
-                             f"{meta['qubits']} qubits, {meta['readout']}, context {meta['context']}",
-                     distinct_embeddings=meta.integer("distinct_embeddings"))
+        embeddings = EmbeddingMetadata.read(encode.folder)
+        require(embeddings, encode.folder / METADATA_FILE, "lambeq_version", "ansatz", "layers", "qubits", "readout",
+                "context", "distinct_embeddings")
+        found.update(encoder=f"lambeq {embeddings.lambeq_version}, {embeddings.ansatz} x {embeddings.layers}, "
+                             f"{embeddings.qubits} qubits, {embeddings.readout}, context {embeddings.context}",
+                     distinct_embeddings=embeddings.distinct_embeddings)
     return Tokenizer(**found)
 
 

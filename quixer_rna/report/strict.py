@@ -1,5 +1,7 @@
 """The report's one way of reading another stage's JSON: every key it needs is required, so a renamed or
-missing key is a one-line UserError naming the file and the key, never a "-" in a table."""
+missing key is a one-line UserError naming the file and the key, never a "-" in a table. Folder metadata is
+read through its format's dataclass (quixer_rna.formats); `require` demands the fields that such a dataclass
+leaves optional (a folder made by hand may lack them) and the report shows."""
 
 from __future__ import annotations
 
@@ -59,3 +61,11 @@ class Strict:
 
     def integer_or_none(self, key: str) -> int | None:
         return None if self[key] is None else self.integer(key)
+
+
+def require(record: Any, path: Path, *names: str, where: str = "") -> None:
+    """Each of the fields `names` of a metadata dataclass read from `path` must be recorded (not None)."""
+    for name in names:
+        if getattr(record, name) is None:
+            raise UserError(f"{path}: no '{where}{name}', which the report reads; rerun the stage that wrote this "
+                            "file")

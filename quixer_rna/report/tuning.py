@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..runio import METRICS_FILE, read_json
-from ..formats.tokens import read_token_metadata
+from ..formats.tokens import TokenMetadata
 from .collect import StageRecord, track_name
 from .labels import tuning_name
 from .records import TuningCurve
@@ -90,11 +90,10 @@ def read_curve(stage: StageRecord, runs_dir: Path, track: str) -> TuningCurve:
 def _track(data_dir: Path) -> str:
     """The name of the token track a tuner searched on, from its token folder (its path if that is gone)."""
     try:
-        meta = read_token_metadata(data_dir)
+        tokens = TokenMetadata.read(data_dir)
     except UserError:
         return str(data_dir)
-    tokens = Strict(meta, data_dir / "metadata.json")
-    return track_name(tokens.text("tokenizer"), tokens.integer("vocab_size"), tokens.integer("k"))
+    return track_name(tokens.tokenizer, tokens.vocab_size, tokens.k)
 
 
 def read_curves(stages: list[StageRecord], runs_dir: Path) -> tuple[TuningCurve, ...]:
