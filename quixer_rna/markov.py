@@ -31,7 +31,7 @@ import torch
 from .cli import positive_int
 from .errors import UserError
 from .formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
-from .formats.results import read_result, write_result
+from .formats.results import ModelResult, read_result, write_result
 from .formats.tokens import TokenWindows, open_tokens
 from .metrics import TOP_K, ScoreArrays, reference_perplexities, score_sums, summarize
 from .progress import Progress
@@ -214,7 +214,7 @@ def run_markov_stage(stage: TrainerStageConfig, train_config: TrainConfig, confi
                    completed="report") as run:
         output_dir = run.output_dir
         if run.completed_earlier:
-            return read_result(output_dir).raw
+            return read_result(output_dir).as_dict()
         started = time.perf_counter()
         train, train_info = data.training_windows(train_config.train_fraction, train_config.seed)
         history = (data.stream.window_size - 1) * stride + k - min(stride, k)  # nucleotides before a target's new ones
@@ -244,26 +244,25 @@ def run_markov_stage(stage: TrainerStageConfig, train_config: TrainConfig, confi
         LOG.info("markov order %d (alpha %.3g): test %.4f nats per %s", order, alpha, summary["loss"],
                  f"k-mer = {summary['loss'] / (model.new * math.log(2)):.4f} bits/nt" if token_map is None
                  else f"{data.tokenizer} token (k-mer probabilities summed within each token)")
-        result = {
-            "model": "markov",
-            "seed": train_config.seed,
-            "tokens": data.summary(),
-            "test": summary,
-            "val": {"loss": val_loss, "windows_used": len(val_ids),
-                    "windows_total": val.num_windows},
-            "references": reference_perplexities(data["train"].target_counts(), test.target_counts()),
-            "parameters": int(sum(c.size for c in counts.counts[: order + 1])),
-            "parameters_note": "nucleotide counts over every context of order 0..m",
-            "train_seconds": time.perf_counter() - started,
-            "train": train_info,
-            "model_config": {"order": order, "alpha": alpha, "max_order": config.max_markov_order,
-                             "new_nucleotides_per_target": model.new,
-                             "tokens": "k-mers" if token_map is None else "k-mer probabilities summed per token",
-                             "chosen_on": "validation cross-entropy per k-mer (the level the model is defined on)"},
-            "order_selection": tried,
-            "windows": {name: split.num_windows for name, split in data.splits.items()},
-            "device": "cpu",
-        }
+        result = ModelResult(
+            model="markov",
+            seed=train_config.seed,
+            tokens=data.summary(),
+            test=summary,
+            val={"loss": val_loss, "windows_used": len(val_ids), "windows_total": val.num_windows},
+            references=reference_perplexities(data["train"].target_counts(), test.target_counts()),
+            parameters=int(sum(c.size for c in counts.counts[: order + 1])),
+            parameters_note="nucleotide counts over every context of order 0..m",
+            train_seconds=time.perf_counter() - started,
+            train=train_info,
+            model_config={"order": order, "alpha": alpha, "max_order": config.max_markov_order,
+                          "new_nucleotides_per_target": model.new,
+                          "tokens": "k-mers" if token_map is None else "k-mer probabilities summed per token",
+                          "chosen_on": "validation cross-entropy per k-mer (the level the model is defined on)"},
+            order_selection=tried,
+            windows={name: split.num_windows for name, split in data.splits.items()},
+            device="cpu",
+        )
         written = write_result(output_dir, result)
         run.close("completed")
     return written

@@ -46,7 +46,7 @@ import torch
 from .cli import positive_int
 from .errors import UserError
 from .formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
-from .formats.results import read_result, write_result
+from .formats.results import ModelResult, read_result, write_result
 from .formats.tokens import TokenWindows, open_tokens
 from .metrics import TOP_K, ScoreArrays, reference_perplexities, score_sums, summarize
 from .progress import Progress
@@ -483,7 +483,7 @@ def run_ngram_stage(stage: TrainerStageConfig, train_config: TrainConfig, config
         output_dir = run.output_dir
         if run.completed_earlier:
             LOG.info("%s already holds a completed run; reporting it (pass --overwrite to count again)", output_dir)
-            return read_result(output_dir).raw
+            return read_result(output_dir).as_dict()
         started = time.perf_counter()
         train, train_info = data.training_windows(train_config.train_fraction, train_config.seed)
         model, counting = KneserNeyModel.fit(train, config.order, config.ngram_counting)
@@ -500,33 +500,33 @@ def run_ngram_stage(stage: TrainerStageConfig, train_config: TrainConfig, config
         save_predictions(output_dir / PREDICTIONS_FILE, scores["nll"].numpy(), scores["correct"].numpy(),
                          scores["top5"].numpy(), data["test"].window_transcripts(), data.fingerprint)
         model.save(output_dir / MODEL_FILE, counting=counting)
-        result = {
-            "model": "ngram",
-            "seed": train_config.seed,
-            "tokens": data.summary(),
-            "test": test,
-            "val": {"loss": val_loss, "perplexity": float(np.exp(val_loss)), "windows_used": len(val_tails),
-                    "windows_total": val.num_windows},
-            "references": reference_perplexities(data["train"].target_counts(), data["test"].target_counts()),
-            "parameters": int(sum(level.keys.size for level in model.levels)),
-            "parameters_note": "n-gram types stored over all orders (each holds one count)",
-            "train_seconds": seconds,
-            "train": train_info,
-            "model_config": {
+        result = ModelResult(
+            model="ngram",
+            seed=train_config.seed,
+            tokens=data.summary(),
+            test=test,
+            val={"loss": val_loss, "perplexity": float(np.exp(val_loss)), "windows_used": len(val_tails),
+                 "windows_total": val.num_windows},
+            references=reference_perplexities(data["train"].target_counts(), data["test"].target_counts()),
+            parameters=int(sum(level.keys.size for level in model.levels)),
+            parameters_note="n-gram types stored over all orders (each holds one count)",
+            train_seconds=seconds,
+            train=train_info,
+            model_config={
                 "order": config.order, "counting": config.ngram_counting, "discounts": model.discounts.tolist(),
                 "strengths": model.strengths.tolist(), "lower_order_counts": model.lower_counts,
             },
-            "counting": counting,
-            "discount_tuning": tuning,
-            "context_length": length - 1,
-            "windows": {name: split.num_windows for name, split in data.splits.items()},
-            "device": "cpu",
-        }
+            counting=counting,
+            discount_tuning=tuning,
+            context_length=length - 1,
+            windows={name: split.num_windows for name, split in data.splits.items()},
+            device="cpu",
+        )
         written = write_result(output_dir, result)
         run.close("completed")
     LOG.info(
         "n-gram order %d: test loss %.4f ppl %.3f acc %.4f top5 %.4f (unigram ppl %.3f, uniform %d)",
         config.order, test["loss"], test["perplexity"], test["accuracy"], test["top5_accuracy"],
-        result["references"]["unigram_perplexity"], vocab,
+        result.references["unigram_perplexity"], vocab,
     )
     return written

@@ -240,7 +240,7 @@ def test_postselection_regulariser_raises_the_success_probability(tmp_path, data
         windows = counting_windows(16, seed=3)
         with torch.no_grad():
             model(windows[:, :-1])
-        post[weight] = (result.extra["mean_postselection"], float(model.extra_metrics()["postselection"]))
+        post[weight] = (result.metrics["mean_postselection"], float(model.extra_metrics()["postselection"]))
     capsys.readouterr()
     (train_plain, test_plain), (train_reg, test_reg) = post[0.0], post[1.0]
     assert 0 < train_plain < 1 and 0 < test_plain < 1

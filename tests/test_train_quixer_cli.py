@@ -71,7 +71,7 @@ def test_cli_end_to_end_with_tiny_quixer(tmp_path, capsys):
     result = read_result(out)
     assert set(result.test) == {"loss", "perplexity", "accuracy", "top5_accuracy"}
     assert result.references["uniform_perplexity"] == 5.0 and result.references["unigram_perplexity"] > 1
-    assert 0 < result.extra["mean_postselection"] <= 1 and result.parameters > 0
+    assert 0 < result.metrics["mean_postselection"] <= 1 and result.parameters > 0
     assert result.tokens["vocab_size"] == 5 and result.tokens["fingerprint"] == open_tokens(data).fingerprint
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 48 windows / 16 = 3 steps per epoch; evaluations at steps 2, 3 (end), 4, 6 (end)
@@ -295,8 +295,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert script.main(argv(data, tmp_path / "one", *flags)) == 0
     outputs = _two_ranks(argv(data, tmp_path / "two", *flags))
     assert "quixer: test loss" in outputs[0][0]
-    one = read_result(tmp_path / "one").raw
-    two = read_result(tmp_path / "two").raw
+    one = read_result(tmp_path / "one").as_dict()
+    two = read_result(tmp_path / "two").as_dict()
     assert (one["world_size"], two["world_size"]) == (1, 2)
     assert two["val"]["loss"] == pytest.approx(one["val"]["loss"], abs=1e-6)
     rows = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]

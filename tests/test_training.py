@@ -17,7 +17,7 @@ from fixtures import counting_windows, write_token_folder
 from quixer_rna import checkpoint as ckpt
 from quixer_rna.errors import UserError
 from quixer_rna.formats.predictions import FILE as PREDICTIONS_FILE, load_predictions
-from quixer_rna.formats.results import read_result, write_result
+from quixer_rna.formats.results import ModelResult, read_result, write_result
 from quixer_rna.formats.tokens import TokenData, open_tokens
 from quixer_rna.models import register
 from quixer_rna.training import TrainConfig, Trainer, epoch_order, train_model, val_sample
@@ -130,9 +130,9 @@ def test_learns_far_below_unigram_and_writes_outputs(tmp_path, data):
     assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     # the result follows the results schema (the stage writes it as metrics.json)
-    write_result(out, result)
+    write_result(out, ModelResult.from_json(result, "the trainer"))
     read = read_result(out)
-    assert read.test == result["test"] and read.extra["mean_postselection"] == rows[-1]["postselection"]
+    assert read.test == result["test"] and read.metrics["mean_postselection"] == rows[-1]["postselection"]
     assert read.train == {"fraction": 1.0, "windows": 96, "kmers": 96 * 4}
 
 

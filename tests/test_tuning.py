@@ -165,7 +165,7 @@ def fake_trainer(losses: dict[int, float] | Callable[..., float], crash: int):
                 "train": {"fraction": 1.0, "windows": 1, "kmers": 1}, "model_config": {},
                 "val": {"loss": loss}, "best_step": config.epochs, "epochs_run": config.epochs,
                 "epochs_seen": float(config.epochs), "stopped_by": "budget", "converged": False,
-                "evaluations": config.epochs}
+                "evaluations": config.epochs, "windows": {"train": 1, "val": 1, "test": 1}, "device": "cpu"}
 
     return train
 

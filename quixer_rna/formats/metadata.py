@@ -103,6 +103,11 @@ class Metadata:
 
 # ---- typed decoding -------------------------------------------------------------------------------------------
 
+def place(source: str) -> "_Place":
+    """Where a JSON object being decoded came from, for its error lines (not a file: nothing to rebuild)."""
+    return _Place(Path(source), lambda: "it is built by this code, so this is a bug: report it")
+
+
 @dataclass(frozen=True)
 class _Place:
     """The file being read and the clause that says how to rebuild it (computed only for an error)."""

@@ -1,21 +1,21 @@
-"""A model's result: the metrics.json every model stage writes (neural trainers, the n-gram, the nucleotide
-Markov reference) and the report reads, defined once with a strict reader.
+"""A model's result: the metrics.json every model stage writes (the neural trainers, the n-gram, the nucleotide
+Markov reference) and the report reads. One typed object, `ModelResult`, is built by each stage, written through
+the shared metadata writer and read back with every field checked (quixer_rna.formats.metadata): a missing or
+mistyped field is one line naming the file and the field.
 
-    model             str     "quixer", "lstm", "transformer", "fnet", "bottleneck", "ngram", "markov"
-    seed              int     the run's --seed
-    tokens            dict    folder, tokenizer ("clusters", "raw k-mers"), vocab_size, k, fingerprint
-    test              dict    loss (nats per target), perplexity, accuracy, top5_accuracy
-    val               dict    loss: the validation cross-entropy the model was chosen by (a trainer's best
-                              evaluation; the count models' at their chosen settings), windows_used
-    references        dict    uniform_perplexity, unigram_perplexity (the same targets)
-    parameters        int     trainable parameters (n-gram: stored n-gram types; Markov: counts)
-    train_seconds     float
-    train             dict    fraction (of training genes), windows, kmers (k-mers of the training transcripts
-                              used), genes
-    model_config      dict
-    neural models also: converged (validation loss stopped improving for --patience evaluations), stopped_by
-    ("patience" or "budget"), windows_seen, epochs_seen, optimizer, train_config, epochs_run, best_epoch,
-    best_step; optional: extra (model metrics such as mean_postselection), device, world_size, notes.
+    model, seed       "quixer", "lstm", "transformer", "fnet", "bottleneck", "ngram", "markov"; the run's --seed
+    tokens            folder, tokenizer ("clusters", "raw k-mers"), vocab_size, k, fingerprint
+    test              loss (nats per target), perplexity, accuracy, top5_accuracy
+    val               loss: the validation cross-entropy the model was chosen by (a trainer's best evaluation; the
+                      count models' at their chosen settings), windows_used, ...
+    references        uniform_perplexity, unigram_perplexity (the same targets)
+    parameters        trainable parameters (n-gram: stored n-gram types; Markov: counts)
+    train_seconds, train (fraction of the training genes, windows, kmers, ...), model_config, windows (per split)
+    neural models     converged (the validation loss stopped improving for --patience evaluations), stopped_by
+                      ("patience" or "budget"), windows_seen, epochs_seen, epochs_run, steps, evaluations,
+                      best_epoch, best_step, stopped_early, optimizer, train_config, context_length, extra (model
+                      metrics such as mean_postselection), device, world_size
+    count models      what they chose and how (counting, discount_tuning, order_selection, parameters_note)
 
 Roles live in args.json ("role": "train" for all of them); the report never guesses from folder names.
 """
@@ -23,91 +23,143 @@ Roles live in args.json ("role": "train" for all of them); the report never gues
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 from ..errors import UserError
-from ..runio import METRICS_FILE, atomic_write_json
-from .metadata import FolderFormat, read_versioned
-from .predictions import FILE as PREDICTIONS_FILE
+from ..runio import METRICS_FILE
+from .metadata import FolderFormat, Metadata, decode, encode, place
 
 FORMAT = "quixer-rna-result"
 VERSION = 1
-RESULT_FORMAT = FolderFormat(
-    name=FORMAT, version=VERSION, title="model result", what="a model result", flag="",
-    expected="the folder of a model stage (train_quixer_hybrid.py, train_classical_baselines.py)",
-    rebuild=lambda folder: "rerun its stage", file=METRICS_FILE)
-REQUIRED = ("model", "seed", "tokens", "test", "val", "references", "parameters", "train_seconds", "train",
-            "model_config")
-TEST_KEYS = ("loss", "perplexity", "accuracy", "top5_accuracy")
-TOKEN_KEYS = ("folder", "tokenizer", "vocab_size", "k", "fingerprint")
-TRAIN_KEYS = ("fraction", "windows", "kmers")
+COUNT_MODELS = frozenset({"ngram", "markov"})
 
 
-@dataclass
-class ModelResult:
-    folder: Path
+class TokensUsed(TypedDict):
+    folder: str
+    tokenizer: str
+    vocab_size: int
+    k: int
+    fingerprint: str
+
+
+class TestMetrics(TypedDict):
+    loss: float
+    perplexity: float
+    accuracy: float
+    top5_accuracy: float
+
+
+class _ValRequired(TypedDict):
+    loss: float | None
+
+
+class ValMetrics(_ValRequired, total=False):
+    windows_used: int
+    windows_total: int
+    sample: str
+    perplexity: float
+
+
+class _TrainRequired(TypedDict):
+    fraction: float
+    windows: int
+    kmers: int
+
+
+class TrainData(_TrainRequired, total=False):
+    genes: int
+    genes_total: int
+    transcripts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelResult(Metadata):
+    FORMAT: ClassVar[FolderFormat] = FolderFormat(
+        name=FORMAT, version=VERSION, title="model result", what="a model result", flag="",
+        expected="the folder of a model stage (train_quixer_hybrid.py, train_classical_baselines.py)",
+        rebuild=lambda folder: "rerun its stage", file=METRICS_FILE)
+
     model: str
     seed: int
-    tokens: dict[str, Any]
-    test: dict[str, float]
+    tokens: TokensUsed
+    test: TestMetrics
+    val: ValMetrics
     references: dict[str, Any]
     parameters: int
     train_seconds: float
-    train: dict[str, Any]
+    train: TrainData
     model_config: dict[str, Any]
-    val_loss: float
-    converged: bool | None = None  # None: a count model, which has no training to converge
-    stopped_by: str | None = None
+    windows: dict[str, int]
+    device: str
+    # what a neural trainer records of its training
+    train_config: dict[str, Any] | None = None
+    context_length: int | None = None
+    epochs_run: int | None = None
+    steps: int | None = None
+    windows_seen: int | None = None
     epochs_seen: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
+    stopped_by: str | None = None
+    converged: bool | None = None
+    optimizer: dict[str, Any] | None = None
+    evaluations: int | None = None
+    best_epoch: int | None = None
+    best_step: int | None = None
+    stopped_early: bool | None = None
+    extra: dict[str, float] | None = None
+    world_size: int | None = None
+    # what a count model records of its choices
+    parameters_note: str | None = None
+    counting: dict[str, Any] | None = None
+    discount_tuning: dict[str, Any] | None = None
+    order_selection: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        loss = self.test["loss"]
+        if not (isinstance(loss, (int, float)) and math.isfinite(loss)):
+            raise UserError(f"{self.model} result: test loss {loss!r} is not a finite number")
 
     @property
-    def predictions_path(self) -> Path:
-        return self.folder / PREDICTIONS_FILE
+    def val_loss(self) -> float:
+        loss = self.val["loss"]
+        return math.nan if loss is None else float(loss)
 
     @property
     def tokenizer(self) -> str:
-        return str(self.tokens["tokenizer"])
+        return self.tokens["tokenizer"]
 
     @property
     def k(self) -> int:
-        return int(self.tokens["k"])
+        return self.tokens["k"]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Model metrics averaged over training (e.g. mean_postselection); none for count models."""
+        return self.extra or {}
+
+    def missing_training_fields(self) -> list[str]:
+        """The training record a neural result must carry (none for count models)."""
+        if self.model in COUNT_MODELS:
+            return []
+        return [name for name in ("converged", "stopped_by", "epochs_seen") if getattr(self, name) is None]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as metrics.json holds it (what a stage prints and returns)."""
+        return {"format": FORMAT, "version": VERSION, **encode(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str) -> "ModelResult":
+        """A result from its JSON form (e.g. what a trainer returned), every field checked; errors name `source`."""
+        return decode(cls, data, place(source))
 
 
-def write_result(folder: str | Path, result: dict[str, Any]) -> dict[str, Any]:
-    """Check `result` against the schema and write it as metrics.json; returns what was written."""
-    payload = {"format": FORMAT, "version": VERSION, **result}
-    _check(Path(folder) / METRICS_FILE, payload)
-    atomic_write_json(Path(folder) / METRICS_FILE, payload)
-    return payload
-
-
-def _check(path: Path, payload: dict[str, Any]) -> None:
-    missing = [key for key in REQUIRED if key not in payload]
-    if missing:
-        raise UserError(f"{path}: result lacks {', '.join(missing)}")
-    for key, keys in (("test", TEST_KEYS), ("tokens", TOKEN_KEYS), ("train", TRAIN_KEYS), ("val", ("loss",))):
-        if not isinstance(payload[key], dict) or any(k not in payload[key] for k in keys):
-            raise UserError(f"{path}: '{key}' must hold {', '.join(keys)}")
-    loss = payload["test"]["loss"]
-    if loss is not None and not (isinstance(loss, (int, float)) and math.isfinite(loss)):
-        raise UserError(f"{path}: test loss {loss!r} is not a finite number")
+def write_result(folder: str | Path, result: ModelResult) -> dict[str, Any]:
+    """Write `result` as the folder's metrics.json; returns what was written."""
+    result.write(folder)
+    return result.as_dict()
 
 
 def read_result(folder: str | Path) -> ModelResult:
-    """A model stage's metrics.json, strictly: a missing key or another format is a one-line UserError."""
-    folder = Path(folder)
-    path = folder / METRICS_FILE
-    payload = read_versioned(folder, RESULT_FORMAT)
-    _check(path, payload)
-    return ModelResult(
-        folder=folder, model=str(payload["model"]), seed=int(payload["seed"]), tokens=payload["tokens"],
-        test=payload["test"], references=payload["references"], parameters=int(payload["parameters"]),
-        train_seconds=float(payload["train_seconds"]), train=payload["train"], model_config=payload["model_config"],
-        val_loss=float("nan") if payload["val"]["loss"] is None else float(payload["val"]["loss"]),
-        converged=payload.get("converged"), stopped_by=payload.get("stopped_by"), epochs_seen=payload.get("epochs_seen"),
-        extra=payload.get("extra") or {}, raw=payload,
-    )
+    """A model stage's metrics.json, every field checked: a missing key or another format is a one-line UserError."""
+    return ModelResult.read(folder)

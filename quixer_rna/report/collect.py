@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..formats.predictions import load_predictions
+from ..formats.predictions import FILE as PREDICTIONS_FILE, load_predictions
 from ..formats.results import ModelResult, read_result
 from ..formats.tokens import open_tokens
 from ..metrics import unigram_log_probs
@@ -32,7 +32,6 @@ from .stats import per_gene_sums
 NOT_VARIANT = frozenset({"seed", "output_dir", "device", "overwrite", "log_level", "log_every", "data_dir", "config",
                          "train_fraction", "eval_batch_size", "checkpoint_every", "task"})
 ROLE_ORDER = ("download", "prepare", "raw_tokens", "encode", "quantize", "train", "tune", "circuit", "trial", "report")
-NEURAL_KEYS = ("converged", "stopped_by", "epochs_seen")
 
 
 @dataclass
@@ -187,11 +186,11 @@ def _read(record: StageRecord) -> tuple[ModelResult, Name]:
     """A result with the fields the report needs of its kind, or a one-line UserError naming its file."""
     result = read_result(record.folder)
     if result.model not in COUNT_MODELS:
-        missing = [key for key in NEURAL_KEYS if key not in result.raw]
+        missing = result.missing_training_fields()
         if missing:
             raise UserError(f"{record.folder / 'metrics.json'}: a neural result without {', '.join(missing)} "
                             "(written before training recorded convergence); rerun its stage")
-    return result, model_name(result)
+    return result, model_name(result, record.folder)
 
 
 def _reference(track: Track) -> None:
@@ -219,7 +218,7 @@ def _attach_predictions(track: Track, run: Run, problems: list[str]) -> None:
     """The run's per-window losses as per-gene sums, when they are over this track's test windows."""
     name = run.record.name
     try:
-        predictions = load_predictions(run.result.predictions_path)
+        predictions = load_predictions(run.record.folder / PREDICTIONS_FILE)
     except UserError as exc:
         problems.append(f"{name}: {exc}")
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 from ..errors import UserError
@@ -28,27 +29,27 @@ class Name:
     control: bool = False  # a control for Quixer's circuit (the same interface without a trained circuit)
 
 
-def _config(result: ModelResult, key: str) -> Any:
+def _config(result: ModelResult, key: str, folder: Path) -> Any:
     if key not in result.model_config:
-        raise UserError(f"{result.folder / 'metrics.json'}: model_config has no '{key}' (a {result.model} result "
+        raise UserError(f"{folder / 'metrics.json'}: model_config has no '{key}' (a {result.model} result "
                         "of another version); rerun its stage")
     return result.model_config[key]
 
 
-def model_name(result: ModelResult) -> Name:
+def model_name(result: ModelResult, folder: Path) -> Name:
     """The row name of one result; a control's name says what it is. A result without the keys its name needs
     is a one-line UserError naming its file."""
     model = result.model
     if model == "bottleneck":
-        return Name(f"bottleneck control (classical, {_config(result, 'features')} features)", control=True)
-    if model == "quixer" and _config(result, "freeze_circuit"):
+        return Name(f"bottleneck control (classical, {_config(result, 'features', folder)} features)", control=True)
+    if model == "quixer" and _config(result, "freeze_circuit", folder):
         return Name("Quixer, frozen circuit", control=True)
     if model == "markov":
-        if _config(result, "tokens") == SUMMED_TOKENS:
-            return Name("nucleotide Markov, summed over clusters", f"order {_config(result, 'order')}")
-        return Name(NAMES[model], f"order {_config(result, 'order')}")
+        if _config(result, "tokens", folder) == SUMMED_TOKENS:
+            return Name("nucleotide Markov, summed over clusters", f"order {_config(result, 'order', folder)}")
+        return Name(NAMES[model], f"order {_config(result, 'order', folder)}")
     if model == "ngram":
-        return Name(NAMES[model], f"order {_config(result, 'order')}")
+        return Name(NAMES[model], f"order {_config(result, 'order', folder)}")
     return Name(NAMES.get(model, model))
 
 

@@ -130,7 +130,7 @@ def _row(track: Track, group: Group, reps: _Replicates, best: Group | None, rank
         bits_per_nt_interval=_bits_interval(track, ce),
         epochs_seen=_mean_or_none([r.epochs_seen for r in results]),
         train_seconds=float(np.mean([r.train_seconds for r in results])), stopped_by=dict(sorted(stopped.items())),
-        postselection=_mean_or_none([r.extra.get("mean_postselection") for r in results]),
+        postselection=_mean_or_none([r.metrics.get("mean_postselection") for r in results]),
         folders=tuple(str(run.record.folder) for run in group.runs),
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 from .. import checkpoint as ckpt
 from ..cli import add_common_args, add_dataclass_args
 from ..errors import UserError
-from ..formats.results import read_result, write_result
+from ..formats.results import ModelResult, read_result, write_result
 from ..formats.tokens import open_tokens
 from ..stage import stage_run
 from .config import TrainConfig, TrainerStageConfig
@@ -65,10 +65,10 @@ def _train_or_report(stage_name: str, stage: TrainerStageConfig, train: TrainCon
         trainer = Trainer(model_name, model_config, data, train, output_dir, dist, resume=resume)
         if done:
             LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
-            return read_result(output_dir).raw if dist.is_main_process else {}
+            return read_result(output_dir).as_dict() if dist.is_main_process else {}
         metrics = trainer.run()
         if run is not None:
-            written = write_result(output_dir, metrics)
+            written = write_result(output_dir, ModelResult.from_json(metrics, f"{model_name} trainer"))
             run.close("completed")
             return written
         return {}  # ranks other than 0 print no summary

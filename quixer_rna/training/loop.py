@@ -36,6 +36,7 @@ from ..cli import seed_everything
 from ..errors import UserError
 from ..formats import SPLITS
 from ..formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
+from ..formats.results import ModelResult
 from ..formats.tokens import TokenData
 from ..metrics import ScoreArrays, empty_sums, reference_perplexities, score_sums, summarize, window_scores
 from ..models import build_model, config_dict, make_config
@@ -469,60 +470,60 @@ class Trainer:
             self._hook(state.best_epoch)
         scores = self._test_scores()
         test = summarize(score_sums(scores))
-        final = self._result(test)
+        result = self._result(test)
         if self.dist.is_main_process:
             save_predictions(self.output_dir / PREDICTIONS_FILE, scores["nll"].numpy(), scores["correct"].numpy(),
                              scores["top5"].numpy(), self.test.window_transcripts(), self.data.fingerprint)
             plot_training_curves(state.history, self.output_dir / CURVES_FILE,
-                                 final["references"]["unigram_perplexity"], title=f"{self.model_name}")
+                                 result.references["unigram_perplexity"], title=f"{self.model_name}")
             LOG.info(
                 "test (best at epoch %d step %d): loss %.4f ppl %.3f acc %.4f top5 %.4f | unigram ppl %.3f, uniform %d",
                 state.best_epoch, state.best_step, test["loss"], test["perplexity"], test["accuracy"],
-                test["top5_accuracy"], final["references"]["unigram_perplexity"], self.vocab_size,
+                test["top5_accuracy"], result.references["unigram_perplexity"], self.vocab_size,
             )
         self.model.load_state_dict(last_weights)
         state.completed = True
-        state.final_metrics = final
+        state.final_metrics = result.as_dict()  # plain types: checkpoints load with weights_only
         self._save(ckpt.LAST)
-        return final
+        return state.final_metrics
 
-    def _result(self, test: dict[str, float]) -> dict[str, Any]:
-        """The results schema's fields (quixer_rna.formats.results)."""
+    def _result(self, test: dict[str, float]) -> ModelResult:
+        """This run's result (quixer_rna.formats.results)."""
         state, history = self.state, self.state.history
         data = self.data
         last = history[-1] if history else {}
         extra = {f"mean_{k}": last[k] for k in last if k not in {"epoch", "step", "epoch_end", "lr", "seconds"}
                  and not k.startswith(("train_", "val_")) and isinstance(last[k], float)}
-        return {
-            "model": self.model_name,
-            "seed": self.config.seed,
-            "tokens": data.summary(),
-            "test": test,
-            "val": {"loss": state.best_val_loss, "windows_used": int(len(self.val_index)),
-                    "windows_total": self.val.num_windows,
-                    "sample": "all" if len(self.val_index) == self.val.num_windows else f"seeded by --seed {self.config.seed}"},
-            "references": reference_perplexities(data["train"].target_counts(), self.test.target_counts()),
-            "parameters": self.parameter_count,
-            "train_seconds": state.train_seconds,
-            "train": dict(self.train_info),
-            "model_config": config_dict(self.model_config),
-            "train_config": self.config.plain(),
-            "context_length": self.context_length,
-            "windows": {s: (self.train if s == "train" else data[s]).num_windows for s in SPLITS},
-            "epochs_run": sum(1 for r in history if r.get("epoch_end")),
-            "steps": state.global_step,
-            "windows_seen": state.windows_seen,
-            "epochs_seen": state.windows_seen / max(1, self.train.num_windows),
-            "stopped_by": "patience" if state.stopped_early else "budget",
-            "converged": self.config.patience > 0 and state.bad_evaluations >= self.config.patience,
-            "optimizer": {"name": "AdamW", "weight_decay": self.config.weight_decay,
-                          "parameters": decay_summary(self.model, self.config.weight_decay),
-                          "output_bias_start": "train unigram" if self.starts_at_unigram else "default"},
-            "evaluations": len(history),
-            "best_epoch": state.best_epoch,
-            "best_step": state.best_step,
-            "stopped_early": state.stopped_early,
-            "extra": extra,
-            "device": str(self.device),
-            "world_size": self.dist.world_size,
-        }
+        return ModelResult(
+            model=self.model_name,
+            seed=self.config.seed,
+            tokens=data.summary(),
+            test=test,
+            val={"loss": state.best_val_loss, "windows_used": int(len(self.val_index)),
+                 "windows_total": self.val.num_windows,
+                 "sample": "all" if len(self.val_index) == self.val.num_windows else f"seeded by --seed {self.config.seed}"},
+            references=reference_perplexities(data["train"].target_counts(), self.test.target_counts()),
+            parameters=self.parameter_count,
+            train_seconds=state.train_seconds,
+            train=dict(self.train_info),
+            model_config=config_dict(self.model_config),
+            train_config=self.config.plain(),
+            context_length=self.context_length,
+            windows={s: (self.train if s == "train" else data[s]).num_windows for s in SPLITS},
+            epochs_run=sum(1 for r in history if r.get("epoch_end")),
+            steps=state.global_step,
+            windows_seen=state.windows_seen,
+            epochs_seen=state.windows_seen / max(1, self.train.num_windows),
+            stopped_by="patience" if state.stopped_early else "budget",
+            converged=self.config.patience > 0 and state.bad_evaluations >= self.config.patience,
+            optimizer={"name": "AdamW", "weight_decay": self.config.weight_decay,
+                       "parameters": decay_summary(self.model, self.config.weight_decay),
+                       "output_bias_start": "train unigram" if self.starts_at_unigram else "default"},
+            evaluations=len(history),
+            best_epoch=state.best_epoch,
+            best_step=state.best_step,
+            stopped_early=state.stopped_early,
+            extra=extra,
+            device=str(self.device),
+            world_size=self.dist.world_size,
+        )

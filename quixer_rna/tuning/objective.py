@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 
-from ..formats.results import write_result
+from ..formats.results import ModelResult, write_result
 from ..formats.tokens import TokenData
 from ..models import build_model, config_class, config_dict, make_config
 from ..stage import stage_run
@@ -113,7 +113,7 @@ class Objective:
                 LOG.warning("trial %d failed: %s", trial.number, one_line(exc))
                 _free_accelerator_memory()
                 raise
-            write_result(trial_dir, result)
+            write_result(trial_dir, ModelResult.from_json(result, f"trial {trial.number}"))
             run.close("completed")
         value = float(result["val"]["loss"])
         if not math.isfinite(value):
