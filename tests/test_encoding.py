@@ -285,7 +285,7 @@ def test_flags_that_contradict_the_stream_are_one_line(tmp_path: Path, capsys: p
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore"}
+    return {**os.environ, "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore"}
 
 
 @pytest.mark.parametrize("args", [

@@ -43,7 +43,7 @@ def data(tmp_path) -> Path:
 
 
 def run_script(*args: str, stderr=subprocess.PIPE, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(ROOT / "train_quixer_hybrid.py"), *args], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=timeout)
 

@@ -194,8 +194,7 @@ def test_crash_and_interrupt_are_recorded(tmp_path):
 
 def test_live_holder_is_named_and_a_dead_run_is_reused(tmp_path):
     out = tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(UserError, match=rf"--output_dir {out}: process {holder.pid} on .*holder_stage.* is "

@@ -4,10 +4,8 @@ records split by region, soft-masked bases, and FASTA read in pieces."""
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
-import logging
 import random
 from collections import defaultdict
 from pathlib import Path

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import random
 import subprocess
 import sys
@@ -358,8 +357,7 @@ def test_folder_held_by_a_live_process_is_one_line_naming_it(tmp_path, capsys):
     fasta = tmp_path / "in.fa"
     write_genes_fasta(fasta, n_genes=4, isoforms=1)
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
         code, err = run_main(["--fasta", str(fasta), "--output_dir", str(out), "--window_size", "8", "--overwrite"],

@@ -15,7 +15,7 @@ import pytest
 from quixer_rna.errors import UserError
 from quixer_rna.study.__main__ import main
 from quixer_rna.study.plan import MODELS, TRACKS_TABLE, Stage, plan
-from quixer_rna.study.records import completed, init_settings
+from quixer_rna.study.records import init_settings
 from quixer_rna.study.runner import run, sections
 from quixer_rna.study.settings import Choices, Settings, recorded_settings
 

@@ -117,7 +117,7 @@ def test_two_processes_share_one_study(data_dir, tmp_path):
     """Two workers on one database: together they run the study to --n_trials (a trial running in the other
     worker counts, so they do not overshoot) and never draw the same parameters."""
     storage = f"sqlite:///{tmp_path / 'shared' / 'study.db'}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = []
     for name in ("machine_a", "machine_b"):
         argv = tune_argv(data_dir, tmp_path / name, space=TINY_LSTM)
