@@ -18,17 +18,13 @@ import quixer_circuit as script  # noqa: E402
 from fixtures import save_quixer_run, write_token_folder  # noqa: E402
 from quixer_rna import checkpoint as ckpt  # noqa: E402
 from quixer_rna.models import build_model  # noqa: E402
-from quixer_rna.quantum.circuit import (  # noqa: E402
-    check_windows,
-    circuit_tape,
-    degree_condition,
-    make_layout,
-    postselected_amplitudes,
-)
+from quixer_rna.quantum.circuit import check_windows, circuit_tape, make_layout, postselected_amplitudes  # noqa: E402
 from quixer_rna.quantum.noise import break_even_p2q, depolarized, mixed_state_comparison  # noqa: E402
 from quixer_rna.quantum.params import qubit_counts, quixer_states, random_circuit, window_circuit  # noqa: E402
 from quixer_rna.quantum.resources import count_resources, decomposed_operations, full_resources  # noqa: E402
+from quixer_rna.quantum.select import degree_codes, degree_condition, effective_select  # noqa: E402
 from quixer_rna.quantum.shots import exact_expectations, sampled_expectations  # noqa: E402
+from quixer_rna.quantum import stage  # noqa: E402
 from quixer_rna.quantum.stage import parse_windows  # noqa: E402
 from quixer_rna.quixer_sim import pauli_expectations  # noqa: E402
 
@@ -69,11 +65,12 @@ def trained_quixer(qubits: int, layers: int, tokens: int, degree: int, steps: in
     return model.eval(), config
 
 
-def assert_circuit_matches(model: torch.nn.Module, windows: int = 3, seed: int = 0) -> dict:
+def assert_circuit_matches(model: torch.nn.Module, windows: int = 3, seed: int = 0, select: str = "reduced") -> dict:
     g = torch.Generator().manual_seed(seed)
     context = torch.randint(0, VOCAB, (windows, model.context_length), generator=g)
     states = quixer_states(model, context)
-    check = check_windows(states, range(windows))
+    check = check_windows(states, range(windows), select=select)
+    assert check["select"] == effective_select(select, model.context_length)
     assert check["status"] == "passed", check
     # the circuit keeps every phase: the direct comparison passes too, not only the phase-aligned one
     for key in ("max_state_error", "max_state_error_phase_aligned", "max_amplitude_error",
@@ -88,11 +85,14 @@ def assert_circuit_matches(model: torch.nn.Module, windows: int = 3, seed: int =
 
 # ---- the circuit is the simulator's computation ------------------------------------------------------------
 
-@pytest.mark.parametrize("qubits, layers, tokens, degree", [(2, 1, 2, 1), (3, 1, 3, 2), (2, 2, 4, 2), (2, 1, 1, 2)])
-def test_circuit_matches_simulator_at_random_parameters(qubits, layers, tokens, degree):
+@pytest.mark.parametrize("qubits, layers, tokens, degree, select", [
+    (2, 1, 2, 1, "controlled"), (3, 1, 3, 2, "controlled"), (2, 2, 4, 2, "controlled"), (2, 1, 1, 2, "controlled"),
+    # the reduced SELECT (an unused index code: T < 2^m) at several shapes; T = 2^m falls back to controlled
+    (2, 1, 3, 1, "reduced"), (3, 1, 3, 2, "reduced"), (2, 1, 5, 3, "reduced"), (3, 1, 2, 2, "reduced")])
+def test_circuit_matches_simulator_at_random_parameters(qubits, layers, tokens, degree, select):
     model = quixer(qubits, layers, tokens, degree, seed=qubits + tokens)
     assert (model.poly_coeffs < 0).any() and (model.lcu_imag.abs() > 0.01).all()
-    assert_circuit_matches(model)
+    assert_circuit_matches(model, select=select)
 
 
 def test_circuit_matches_simulator_after_training():
@@ -121,6 +121,13 @@ def test_templates_and_their_counted_decomposition_give_the_same_state():
     assert np.abs(templates - states.psi[0]).max() < 1e-10
 
 
+def test_reduced_select_degree_codes_need_one_bit_per_application_at_degree_two():
+    codes = degree_codes(2)
+    assert len(set(codes)) == 3 and all(0 <= c < 4 for c in codes)
+    assert [len(degree_condition(j, 2, codes)[0]) for j in (1, 2)] == [1, 1]
+    assert degree_codes(2, "controlled") == (0, 1, 2) and degree_codes(3) == (0, 1, 2, 3)
+
+
 def test_degree_condition_uses_only_the_deciding_bits():
     assert degree_condition(1, 1)[0] == (0,) and degree_condition(1, 1)[1].tolist() == [False, True]
     positions, truth = degree_condition(1, 3)
@@ -141,20 +148,31 @@ def test_degree_condition_uses_only_the_deciding_bits():
 DECIDING_BITS = {1: [1], 2: [2, 1], 3: [2, 1, 2]}
 
 
-def select_two_qubit_tally(qubits: int, layers: int, tokens: int, degree: int) -> int:
+def select_two_qubit_tally(qubits: int, layers: int, tokens: int, degree: int, select: str = "controlled") -> int:
     """CNOTs of the SELECT rotations from first principles: application j has, per gate of circuit 14, one
-    rotation multiplexed over s_j degree bits + m index bits (+ the data control of a CRX), and a
-    multiplexer over c controls costs 2^c CNOTs (Mottonen et al. 2004, Gray-code order)."""
+    rotation multiplexed over m index bits (+ the data control of a CRX; controlled: + s_j degree bits), and
+    a multiplexer over c controls costs 2^c CNOTs (Mottonen et al. 2004, Gray-code order)."""
     m = math.ceil(math.log2(tokens)) if tokens > 1 else 0
     ry_per_layer, crx_per_layer = 2 * qubits, 2 * qubits
     total = 0
     for s in DECIDING_BITS[degree]:
+        s = s if select == "controlled" else 0
         total += layers * (ry_per_layer * 2 ** (s + m) + crx_per_layer * 2 ** (s + m + 1))
     return total
 
 
-@pytest.mark.parametrize("qubits, layers, tokens, degree", [(2, 1, 3, 2), (3, 1, 4, 3), (2, 2, 2, 1)])
-def test_resource_counts_match_hand_tallies_and_a_full_decomposition(qubits, layers, tokens, degree):
+def prepare_two_qubit_tally(tokens: int, degree: int) -> int:
+    """CNOTs of the reduced construction's conditional preparations: per application, the cascade over s_j
+    deciding bits and index prefixes of 0..m-1 bits, 2^s (2^m - 1) CNOTs, twice (PREPARE and its adjoint)."""
+    m = math.ceil(math.log2(tokens))
+    codes = degree_codes(degree)
+    return sum(2 * 2 ** len(degree_condition(j, degree, codes)[0]) * (2**m - 1) for j in range(1, degree + 1))
+
+
+@pytest.mark.parametrize("qubits, layers, tokens, degree, select", [
+    (2, 1, 3, 2, "controlled"), (3, 1, 4, 3, "controlled"), (2, 2, 2, 1, "controlled"), (2, 1, 3, 2, "reduced"),
+    (2, 1, 5, 3, "reduced")])
+def test_resource_counts_match_hand_tallies_and_a_full_decomposition(qubits, layers, tokens, degree, select):
     wc = random_circuit(qubits, layers, degree, tokens, seed=2)
     m, r = math.ceil(math.log2(tokens)), math.ceil(math.log2(degree + 1))
     q = qubit_counts(qubits, tokens, degree)
@@ -162,33 +180,45 @@ def test_resource_counts_match_hand_tallies_and_a_full_decomposition(qubits, lay
     assert q["total"] == qubits + degree * m + r == make_layout(qubits, tokens, degree).total
     assert q["total_measure_reset"] == qubits + m + r == make_layout(qubits, tokens, degree, "measure_reset").total
 
-    tape = circuit_tape(wc)
-    assert sum(op.name == "SelectPauliRot" for op in tape.operations) == degree * 4 * qubits * layers
-    counted = count_resources(wc)
+    tape = circuit_tape(wc, select=select)
+    rotations = sum(op.name == "SelectPauliRot" and op.wires[-1] < qubits for op in tape.operations)
+    assert rotations == degree * 4 * qubits * layers
+    counted = count_resources(wc, select=select)
     parts = counted["two_qubit_gates_by_part"]
-    assert parts["select_rotations"] == select_two_qubit_tally(qubits, layers, tokens, degree)
+    assert parts["select_rotations"] == select_two_qubit_tally(qubits, layers, tokens, degree, select)
+    if select == "reduced":
+        assert parts["prepare_index"] == prepare_two_qubit_tally(tokens, degree)
     assert parts["readout"] == 2 * (2 * qubits)                # 2n CRX in one circuit-14 layer, 2 CNOTs each
     assert sum(parts.values()) == counted["two_qubit_gates"] == counted["gates"]["CNOT"]
 
     # the shortcut (one decomposition per multiplexer shape, streamed) equals PennyLane's whole decomposition
-    full = full_resources(wc)
+    full = full_resources(wc, select=select)
     assert counted["gates"] == full["gates"]
     assert counted["two_qubit_gates"] == full["two_qubit_gates"]
     assert counted["depth"] == full["depth"]
 
-    reset = count_resources(wc, "measure_reset")
+    reset = count_resources(wc, "measure_reset", select=select)
     assert reset["mid_circuit_measurements"] == degree * m
     assert reset["gates"] == counted["gates"]
 
 
 def test_paper_sized_circuit_is_counted_without_simulating():
-    wc = random_circuit(6, 4, 3, 32)
-    q = qubit_counts(6, 32, 3)
+    """The paper-sized model (n=6, L=4, d=3) reads T = 31 tokens: the controlled SELECT as first built, and the
+    reduced one at a third of its CNOTs; the tuned model (n=3, L=1, d=2) at 2.5x fewer."""
+    wc = random_circuit(6, 4, 3, 31)
+    q = qubit_counts(6, 31, 3)
     assert (q["total"], q["total_measure_reset"]) == (23, 13)
-    counted = count_resources(wc)
-    assert counted["two_qubit_gates_by_part"]["select_rotations"] == select_two_qubit_tally(6, 4, 32, 3) == 46080
+    counted = count_resources(wc, select="controlled")
+    assert counted["two_qubit_gates_by_part"]["select_rotations"] == select_two_qubit_tally(6, 4, 31, 3) == 46080
     assert counted["two_qubit_gates"] == counted["gates"]["CNOT"] > 46080
     assert counted["depth"] > counted["two_qubit_gates"]
+    paper = count_resources(wc)
+    reduced_tally = select_two_qubit_tally(6, 4, 31, 3, "reduced")
+    assert paper["two_qubit_gates_by_part"]["select_rotations"] == reduced_tally == 13824
+    assert 3 * paper["two_qubit_gates"] <= counted["two_qubit_gates"] and paper["two_qubit_gates"] <= 15_500
+    tuned = count_resources(random_circuit(3, 1, 2, 31))
+    tuned_before = count_resources(random_circuit(3, 1, 2, 31), select="controlled")
+    assert tuned_before["two_qubit_gates"] > 2.5 * tuned["two_qubit_gates"]
 
 
 # ---- finite shots ------------------------------------------------------------------------------------------
@@ -280,7 +310,8 @@ def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
     data, run, model, splits = write_run(tmp_path)
     out = tmp_path / "out"
     argv = ["--run_dir", str(run), "--data_dir", str(data), "--output_dir", str(out), "--windows", "0:4,6",
-            "--check", "--shots", "10", "1000", "--noise_2q", "1e-3", "1e-2", "--eps", "0.05"]
+            "--check", "--shots", "10", "1000", "--noise_2q", "1e-3", "1e-2", "--eps", "0.05",
+            "--targets", "quantinuum", "ionq"]  # heron: test_quantum_hardware
     assert script.main(argv) == 0
     printed = capsys.readouterr().out
     assert "two-qubit gates" in printed and "check passed" in printed and "break-even" in printed
@@ -290,6 +321,15 @@ def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
                 "check", "windows", "measure_reset"):
         assert key in result, key
     assert result["windows"] == [0, 1, 2, 3, 6]
+    # the hardware sections: T = 2 = 2^1 leaves no unused index code, so the controlled SELECT is built
+    assert result["select"] == "controlled" and set(result["select_constructions"]) == {"controlled"}
+    assert set(result["targets"]) == {"quantinuum", "ionq"}
+    assert all(row["native_only"] and row["native_two_qubit_gates"] > 0 for row in result["targets"].values())
+    assert result["targets"]["quantinuum"]["hqc_per_prediction"] > 5
+    assert result["targets"]["ionq"]["hqc_per_prediction"] is None
+    assert sorted(result["qasm"]["files"]) == ["window0_X.qasm", "window0_Y.qasm", "window0_Z.qasm"]
+    assert all((out / "qasm" / name).read_text().startswith("OPENQASM 3") for name in result["qasm"]["files"])
+    assert result["trajectories"] is None and result["device_runs"] is None and "skipped" in result["fault_tolerant"]
     assert result["qubits"]["total"] == 2 + 2 * 1 + 2 and result["qubits"]["total_measure_reset"] == 5
     assert result["two_qubit_gates"] == result["gates"]["CNOT"] > 0
 
@@ -345,7 +385,7 @@ def test_cli_reads_a_run_of_the_trainer(tmp_path, capsys):
     model.eval()
     out = tmp_path / "out"
     assert script.main(["--run_dir", str(run), "--data_dir", str(data), "--output_dir", str(out), "--windows", "0:3",
-                        "--check", "--shots", "10", "--noise_2q", "1e-3"]) == 0
+                        "--check", "--shots", "10", "--noise_2q", "1e-3", "--targets", "--qasm", "0"]) == 0
     capsys.readouterr()
     result = json.loads((out / "resources.json").read_text())
     assert result["check"]["status"] == "passed" and result["check"]["max_state_error"] < TOL
@@ -356,15 +396,22 @@ def test_cli_reads_a_run_of_the_trainer(tmp_path, capsys):
     assert abs(result["success_probability"]["mean"] - float(model.extra_metrics()["postselection"])) < 1e-5
 
 
-def test_cli_too_large_to_check_still_gives_resources(tmp_path, capsys):
-    data, run, _, _ = write_run(tmp_path, tokens=32, degree=3)             # 2 + 3*5 + 2 = 19 qubits
-    out = tmp_path / "out"
-    argv = ["--run_dir", str(run), "--data_dir", str(data), "--output_dir", str(out), "--windows", "0:2",
-            "--check", "--shots", "10", "--noise_2q", "1e-3"]
-    assert script.main(argv) == 0
+def test_cli_too_large_for_fresh_registers_checks_the_measure_reset_layout(tmp_path, capsys, monkeypatch):
+    data, run, _, _ = write_run(tmp_path, tokens=31, degree=3)             # 2 + 3*5 + 2 = 19 qubits, 9 reset
+    argv = ["--run_dir", str(run), "--data_dir", str(data), "--windows", "0:2", "--check", "--shots", "10",
+            "--noise_2q", "1e-3", "--targets", "--qasm", "0"]
+    assert script.main([*argv, "--output_dir", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "resources.json").read_text())
+    check = result["check"]
+    assert result["qubits"]["total"] == 19 and check["layout"] == "measure_reset" and check["status"] == "passed"
+    assert check["max_success_probability_error"] < TOL and check["max_state_error_phase_aligned"] < TOL
+    assert "measure_reset layout" in capsys.readouterr().out
+
+    monkeypatch.setattr(stage, "MEASURE_RESET_CHECK_MAX_QUBITS", 8)       # too large either way: resources only
+    assert script.main([*argv, "--output_dir", str(tmp_path / "out2")]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and "19 qubits" in err[0], err
-    result = json.loads((out / "resources.json").read_text())
+    assert len(err) == 1 and "19 qubits (9 measuring and resetting)" in err[0], err
+    result = json.loads((tmp_path / "out2" / "resources.json").read_text())
     assert result["check"]["status"] == "skipped" and result["qubits"]["total"] == 19
 
 

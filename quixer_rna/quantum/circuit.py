@@ -6,32 +6,30 @@ data 0..n-1; index register j = 1..d (m = ceil(log2 T) qubits each) next; the de
 (r = ceil(log2(d+1)) qubits) last. In the "measure_reset" variant there is one index register, measured,
 kept on outcome 0 and reset after each application of M (same gates, fewer qubits).
 
-    PREPARE_c      degree register |0> -> sum_k sqrt(|c_k| / ||c||_1) |k>        (qml.StatePrep)
+    PREPARE_c      degree register |0> -> sum_k sqrt(|c_k| / ||c||_1) |code_k>   (qml.StatePrep)
     signs          diag(sign c_k) on the degree register                          (qml.DiagonalQubitUnitary)
-    for j = 1..d, the j-th block encoding of M, acting only where the degree k >= j:
-      PREPARE_b    index register j |0> -> sum_t sqrt(|b_t|) |t>                  (qml.StatePrep)
-      SELECT       phases: diag(e^{i arg b_t}) on (degree bits, index j) where k >= j and t < T;
-                   then, for every gate g of circuit 14, one uniformly controlled rotation
-                   (qml.SelectPauliRot) on its data target, controlled by (degree bits, index j[, the
-                   CRX's data control]), with angle theta_g(t) where k >= j, t < T (and the data control
-                   is 1), else 0. For each basis state of the controls this applies e^{i arg b_t} U_t or
-                   the identity, i.e. exactly the controlled SELECT.
+    for j = 1..d, the j-th block encoding of M, acting only where the degree k >= j (quantum.select):
+      PREPARE_b    index register j -> sum_t sqrt(|b_t|) |t> (where k < j: the unused code, "reduced")
+      SELECT       phases diag(e^{i arg b_t}); then, for every gate g of circuit 14, one uniformly
+                   controlled rotation (qml.SelectPauliRot) on its data target with angle theta_g(t),
+                   controlled by index j (and the CRX's data control; "controlled": also the degree bits)
       PREPARE_b^dagger
     PREPARE_c^dagger
     [post-select every ancilla on |0>]  readout circuit-14 layer (RY, CRX)  [measure X, Y or Z on data]
 
 Projecting index register j on |0> leaves sum_t |b_t| e^{i arg b_t} U_t = M where k >= j, and exactly the
-identity where k < j (PREPARE_b^dagger PREPARE_b = 1), so projecting every ancilla on |0> leaves
-(1/||c||_1) sum_k c_k M^k |0> = the simulator's psi, with probability ||psi||^2.
+identity where k < j, so projecting every ancilla on |0> leaves (1/||c||_1) sum_k c_k M^k |0> = the
+simulator's psi, with probability ||psi||^2. `select` picks the construction: "reduced" (default; SELECT
+controlled by the index bits only) or "controlled" (SELECT also controlled by the degree bits: the first
+construction, kept to show what the reduction saves and as a second exact circuit).
 
 Why multiplexed rotations rather than qml.Select / qml.PrepSelPrep: every U_t has the same gates with
 other angles, so SELECT is G uniformly controlled rotations (2^c CNOTs and 2^c RZ each for c controls)
-instead of T*G multi-controlled rotations with m + r + 1 controls each (tens of CNOTs apiece). Only the
-degree bits that decide "k >= j" are used as controls (for d = 3: both bits for j = 1 and 3, the high
-bit for j = 2).
+instead of T*G multi-controlled rotations with m + r + 1 controls each (tens of CNOTs apiece).
 
 The measure-and-reset variant ends each application with qml.measure(wire, postselect=0, reset=True) on
-every index wire; it is built for counting (same gates, d*m mid-circuit measurements), not simulated.
+every index wire (same gates, d*m mid-circuit measurements); it is what a device runs (quantum.export) and
+what the trajectory simulation runs (quantum.trajectories, which projects instead of measuring).
 
 The check (`check_windows`) runs PennyLane's decomposition of the fresh-register circuit into the counted
 gate set, global phases kept, on a state-vector device, projects the ancillas on |0> and compares with the
@@ -52,6 +50,7 @@ import numpy as np
 
 from ..errors import UserError
 from .params import QuixerStates, WindowCircuit, degree_qubits, index_qubits, window_circuit
+from .select import degree_codes, effective_select, queue_application
 
 VARIANTS = ("fresh", "measure_reset")
 # A check simulates the whole statevector (2**total amplitudes) gate by gate; above this many qubits it
@@ -80,7 +79,7 @@ def decompose_to_gate_set(operations: Sequence, keep_global_phase: bool = False)
     """PennyLane's decomposition of `operations` into CNOT, RX, RY, RZ (and GlobalPhase when kept)."""
     import pennylane as qml
 
-    target = set(GATE_SET) | {"GlobalPhase"}
+    target = set(GATE_SET) | {"GlobalPhase", "MidMeasureMP"}      # mid-circuit measurements pass through
     (tape,), _ = qml.transforms.decompose(qml.tape.QuantumScript(list(operations)), gate_set=target)
     return [op for op in tape.operations if keep_global_phase or op.name != "GlobalPhase"]
 
@@ -117,83 +116,44 @@ def make_layout(qubits: int, tokens: int, degree: int, variant: str = "fresh") -
     return Layout(variant, data, index, tuple(range(first_degree, first_degree + r)))
 
 
-def degree_condition(application: int, degree: int) -> tuple[tuple[int, ...], np.ndarray]:
-    """The fewest degree-register bits (positions, 0 = most significant) that decide k >= application
-    for k = 0..degree, and the truth table over their 2^s patterns (a pattern no valid k has gets the
-    value of k >= application for the k with those bits and zeros elsewhere)."""
-    r = degree_qubits(degree)
-
-    def bits(k: int, positions: Sequence[int]) -> int:
-        return sum(((k >> (r - 1 - p)) & 1) << (len(positions) - 1 - i) for i, p in enumerate(positions))
-
-    for size in range(1, r + 1):
-        for positions in itertools.combinations(range(r), size):
-            table: dict[int, bool] = {}
-            if all(table.setdefault(bits(k, positions), k >= application) == (k >= application)
-                   for k in range(degree + 1)):
-                truth = np.zeros(2**size, dtype=bool)
-                for pattern in range(2**size):
-                    if pattern in table:
-                        truth[pattern] = table[pattern]
-                    else:
-                        k = sum(((pattern >> (size - 1 - i)) & 1) << (r - 1 - p) for i, p in enumerate(positions))
-                        truth[pattern] = k >= application
-                return positions, truth
-    raise AssertionError("unreachable: all bits always decide")
-
-
 def _padded(values: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros(size, dtype=values.dtype)
     out[: values.shape[0]] = values
     return out
 
 
-def queue_circuit(wc: WindowCircuit, variant: str = "fresh", readout: bool = True) -> Layout:
+def queue_circuit(wc: WindowCircuit, variant: str = "fresh", readout: bool = True, select: str = "reduced") -> Layout:
     """Queue the window's circuit (no measurements) in the active PennyLane context; returns its layout."""
     import pennylane as qml
 
     n, T, d = wc.qubits, wc.tokens, wc.degree
     lay = make_layout(n, T, d, variant)
     m, r = index_qubits(T), degree_qubits(d)
+    select = effective_select(select, T)
+    codes = degree_codes(d, select)
 
     c = np.asarray(wc.poly, dtype=np.float64)
-    degree_amps = _padded(np.sqrt(np.abs(c) / np.abs(c).sum()), 2**r)
+    degree_amps = np.zeros(2**r)
+    degree_amps[list(codes)] = np.sqrt(np.abs(c) / np.abs(c).sum())
     degree_amps /= np.linalg.norm(degree_amps)
     degree_wires = list(lay.degree)
     qml.StatePrep(degree_amps, wires=degree_wires)
     if np.any(c < 0):
         signs = np.ones(2**r)
-        signs[: d + 1] = np.where(c < 0, -1.0, 1.0)
+        signs[list(codes)] = np.where(c < 0, -1.0, 1.0)
         qml.DiagonalQubitUnitary(signs, wires=degree_wires)
 
     b = np.asarray(wc.lcu, dtype=np.complex128)
     index_amps = _padded(np.sqrt(np.abs(b)), 2**m)
     index_amps /= np.linalg.norm(index_amps)
-    phases = _padded(np.exp(1j * np.angle(b)), 2**m)
-    valid = np.arange(2**m) < T
-    with_phase = bool(np.any(np.abs(np.angle(b)) > 0))
+    phases = _padded(np.exp(1j * np.angle(b)), 2**m) if np.any(np.abs(np.angle(b)) > 0) else None
+    angles = np.asarray(wc.angles, dtype=np.float64)
     for j in range(1, d + 1):
         register = list(lay.index[j - 1])
-        positions, truth = degree_condition(j, d)
-        controls = [degree_wires[p] for p in positions] + register
-        on = truth[:, None] & valid[None, :]                                    # [2^s, 2^m]
-        if m:
-            qml.StatePrep(index_amps, wires=register)
-        if with_phase:
-            qml.DiagonalQubitUnitary(np.where(on, phases[None, :], 1.0).ravel(), wires=controls)
-        for g, (kind, p, q) in enumerate(wc.gates):
-            alpha = np.where(on, _padded(np.asarray(wc.angles[:, g], dtype=np.float64), 2**m)[None, :], 0.0)
-            if kind == "ry":
-                qml.SelectPauliRot(alpha.ravel(), control_wires=controls, target_wire=lay.data[p], rot_axis="Y")
-            else:  # CRX: the data control is the multiplexer's last control bit (angle 0 when it is 0)
-                alpha = np.stack((np.zeros_like(alpha), alpha), axis=-1)
-                qml.SelectPauliRot(alpha.ravel(), control_wires=controls + [lay.data[p]],
-                                   target_wire=lay.data[q], rot_axis="X")
-        if m:
-            qml.adjoint(qml.StatePrep(index_amps, wires=register))
-            if variant == "measure_reset":
-                for wire in register:
-                    qml.measure(wire, reset=True, postselect=0)
+        queue_application(select, j, d, codes, degree_wires, register, lay.data, wc.gates, angles, index_amps, phases)
+        if m and variant == "measure_reset":
+            for wire in register:
+                qml.measure(wire, reset=True, postselect=0)
     qml.adjoint(qml.StatePrep(degree_amps, wires=degree_wires))
     if readout:
         queue_readout(wc, lay.data)
@@ -210,12 +170,12 @@ def queue_readout(wc: WindowCircuit, data: Sequence[int]) -> None:
             qml.CRX(float(angle), wires=[data[p], data[q]])
 
 
-def circuit_tape(wc: WindowCircuit, variant: str = "fresh", readout: bool = True):
+def circuit_tape(wc: WindowCircuit, variant: str = "fresh", readout: bool = True, select: str = "reduced"):
     """The window's circuit as a PennyLane QuantumScript (no measurements)."""
     import pennylane as qml
 
     with qml.queuing.AnnotatedQueue() as queue:
-        queue_circuit(wc, variant, readout)
+        queue_circuit(wc, variant, readout, select)
     return qml.tape.QuantumScript.from_queue(queue)
 
 
@@ -230,7 +190,7 @@ def make_device(name: str, wires: int):
 
 
 def postselected_amplitudes(wc: WindowCircuit, device_name: str = "default.qubit",
-                            decompose: bool = True) -> np.ndarray:
+                            decompose: bool = True, select: str = "reduced") -> np.ndarray:
     """Run the fresh-register circuit without readout on `device_name` and return the data-register
     amplitudes with every ancilla projected on |0> (not renormalised: their squared norm is the
     post-selection success probability). decompose=True runs PennyLane's decomposition into the counted
@@ -240,7 +200,7 @@ def postselected_amplitudes(wc: WindowCircuit, device_name: str = "default.qubit
 
     lay = make_layout(wc.qubits, wc.tokens, wc.degree, "fresh")
     device = make_device(device_name, lay.total)
-    operations = list(circuit_tape(wc, "fresh", readout=False).operations)
+    operations = list(circuit_tape(wc, "fresh", readout=False, select=select).operations)
     if decompose:
         operations = decompose_to_gate_set(operations, keep_global_phase=True)
     with single_threaded_blas():
@@ -270,14 +230,14 @@ def readout_expectations(wc: WindowCircuit, state: np.ndarray, device_name: str 
 
 
 def check_windows(states: QuixerStates, positions: Sequence[int], device_name: str = "default.qubit",
-                  tolerance: float = CHECK_TOLERANCE) -> dict:
+                  tolerance: float = CHECK_TOLERANCE, select: str = "reduced") -> dict:
     """Circuit against simulator for the windows at `positions` of `states`: the post-selected,
     renormalised data state (compared directly, and after aligning global phases), the success
     probability and the 3n expectations after the readout layer."""
     rows = []
     for pos in positions:
         wc = window_circuit(states, pos)
-        amps = postselected_amplitudes(wc, device_name)
+        amps = postselected_amplitudes(wc, device_name, select=select)
         success = float(np.vdot(amps, amps).real)
         circuit_state = amps / np.sqrt(success)
         sim_state = states.psi[pos] / np.sqrt(states.success[pos])
@@ -302,6 +262,7 @@ def check_windows(states: QuixerStates, positions: Sequence[int], device_name: s
     return {
         "status": "passed" if passed else "failed",
         "device": device_name,
+        "select": effective_select(select, states.tokens),
         "tolerance": tolerance,
         "global_phase": "state_error and amplitude_error compare without any phase freedom (the circuit keeps "
                         "every phase); passing requires state_error_phase_aligned (after the best global "

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .. import checkpoint as ckpt
@@ -71,3 +72,27 @@ def load_test_windows(data_dir: str | Path, selection: Sequence[int]) -> torch.T
 def train_target_counts(data_dir: str | Path) -> torch.Tensor:
     """How often each token is the target of a train window: int64 [V] (V = the token vocabulary)."""
     return open_tokens(data_dir, splits=("train",))["train"].target_counts()
+
+
+def sample_test_windows(data_dir: str | Path, per_transcript: int, seed: int) -> tuple[list[int], np.ndarray, dict]:
+    """A seeded sample stratified by transcript: `per_transcript` test windows drawn uniformly without
+    replacement from every test transcript (all of a transcript's windows when it has fewer), in test-set
+    order; and each window's weight, (its transcript's windows / windows drawn from it), normalised to mean
+    1, so weighted means estimate the mean over all test windows."""
+    test = open_tokens(data_dir, splits=("test",))["test"]
+    transcripts = test.window_transcripts()
+    if transcripts.size == 0:
+        raise UserError(f"--data_dir {data_dir}: the test split has no windows to sample")
+    rng = np.random.default_rng(seed)
+    chosen, weights = [], []
+    for row in np.unique(transcripts):
+        members = np.flatnonzero(transcripts == row)
+        take = min(per_transcript, members.size)
+        chosen.append(np.sort(rng.choice(members, size=take, replace=False)))
+        weights.append(np.full(take, members.size / take))
+    order = np.argsort(np.concatenate(chosen), kind="stable")
+    windows = np.concatenate(chosen)[order]
+    weight = np.concatenate(weights)[order]
+    info = {"per_transcript": per_transcript, "transcripts": int(len(chosen)), "test_windows": int(transcripts.size),
+            "seed": seed, "weights": "windows of the transcript / windows drawn from it, normalised to mean 1"}
+    return [int(w) for w in windows], weight / weight.mean(), info

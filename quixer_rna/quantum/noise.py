@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,40 +58,37 @@ def depolarized(features: np.ndarray, success: np.ndarray, p: float, two_qubit_g
 
 
 def noise_table(head: HeadFn, features: np.ndarray, success: np.ndarray, targets: torch.Tensor,
-                two_qubit_gates: int, ancillas: int, rates: Sequence[float]) -> list[dict]:
+                two_qubit_gates: int, ancillas: int, rates: Sequence[float],
+                weights: np.ndarray | None = None) -> list[dict]:
     rows = []
     for p in rates:
         noisy_success, noisy, f = depolarized(features, success, p, two_qubit_gates, ancillas)
         rows.append({
             "p_2q": float(p),
             "fidelity": f,
-            "success_probability": float(noisy_success.mean()),
-            "expectation_scale": float((f * success / noisy_success).mean()),
-            **score_metrics(head(noisy), targets),
+            "success_probability": float(np.average(noisy_success, weights=weights)),
+            "expectation_scale": float(np.average(f * success / noisy_success, weights=weights)),
+            **score_metrics(head(noisy), targets, weights),
         })
     return rows
 
 
-def break_even_p2q(head: HeadFn, features: np.ndarray, success: np.ndarray, targets: torch.Tensor,
-                   two_qubit_gates: int, ancillas: int, unigram_ce: float,
-                   low: float = 1e-12, steps: int = 60) -> tuple[float | None, str | None]:
-    """The two-qubit error rate p at which the test cross-entropy (global approximation) rises to the
-    unigram's, found by bisection on log10 p between `low` and 1; (None, reason) when there is none."""
-
-    def ce(p: float) -> float:
-        _, noisy, _ = depolarized(features, success, p, two_qubit_gates, ancillas)
-        return score_metrics(head(noisy), targets)["cross_entropy"]
-
+def bisect_break_even(ce: Callable[[float], float], unigram_ce: float, low: float = 1e-12, steps: int = 60,
+                      high: float = 1.0) -> tuple[float | None, str | None]:
+    """The error rate p at which ce(p) rises to unigram_ce, by bisection on log10 p between `low` and `high`
+    (ce is taken to rise with p); (None, reason) when there is none in that range."""
     at_zero = ce(0.0)
     if not at_zero < unigram_ce:
         return None, (f"the model does not beat the unigram even without noise "
                       f"(cross-entropy {at_zero:.4f} >= unigram {unigram_ce:.4f})")
-    if ce(1.0) < unigram_ce:
+    if ce(high) < unigram_ce:
+        if high < 1.0:
+            return None, f"not reached below p = {high:.3g}, the largest rate the simulated errors cover"
         return None, ("the model stays below the unigram's cross-entropy even with every gate failing "
                       "(all expectations 0: the head alone beats the unigram)")
     if not ce(low) < unigram_ce:
         return low, f"the gain is gone already at p = {low:g}"
-    lo, hi = math.log10(low), 0.0
+    lo, hi = math.log10(low), math.log10(high)
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
         if ce(10.0**mid) < unigram_ce:
@@ -99,6 +96,19 @@ def break_even_p2q(head: HeadFn, features: np.ndarray, success: np.ndarray, targ
         else:
             hi = mid
     return float(10.0 ** (0.5 * (lo + hi))), None
+
+
+def break_even_p2q(head: HeadFn, features: np.ndarray, success: np.ndarray, targets: torch.Tensor,
+                   two_qubit_gates: int, ancillas: int, unigram_ce: float, low: float = 1e-12, steps: int = 60,
+                   weights: np.ndarray | None = None) -> tuple[float | None, str | None]:
+    """The two-qubit error rate p at which the test cross-entropy (global approximation) rises to the
+    unigram's; (None, reason) when there is none."""
+
+    def ce(p: float) -> float:
+        _, noisy, _ = depolarized(features, success, p, two_qubit_gates, ancillas)
+        return score_metrics(head(noisy), targets, weights)["cross_entropy"]
+
+    return bisect_break_even(ce, unigram_ce, low, steps)
 
 
 def two_qubit_depolarizing_kraus(p: float) -> list[np.ndarray]:
@@ -122,13 +132,14 @@ def _data_expectations(rho: np.ndarray, qubits: int) -> np.ndarray:
     return np.array(out)
 
 
-def mixed_state_run(wc: WindowCircuit, p: float, operations: list | None = None) -> tuple[float, np.ndarray]:
+def mixed_state_run(wc: WindowCircuit, p: float, operations: list | None = None,
+                    select: str = "reduced") -> tuple[float, np.ndarray]:
     """(post-selection success probability, data expectations after readout) on default.mixed with the
     depolarising channel after every two-qubit gate of the decomposed fresh-register circuit."""
     import pennylane as qml
 
     lay = make_layout(wc.qubits, wc.tokens, wc.degree, "fresh")
-    ops = decomposed_operations(wc, "fresh", readout=True) if operations is None else operations
+    ops = decomposed_operations(wc, "fresh", readout=True, select=select) if operations is None else operations
     kraus = two_qubit_depolarizing_kraus(p)
     device = qml.device("default.mixed", wires=lay.total)
 
@@ -148,10 +159,10 @@ def mixed_state_run(wc: WindowCircuit, p: float, operations: list | None = None)
 
 
 def mixed_state_comparison(wc: WindowCircuit, success: float, features: np.ndarray,
-                           rates: Sequence[float]) -> list[dict]:
+                           rates: Sequence[float], select: str = "reduced") -> list[dict]:
     """The global approximation against default.mixed for one window, per error rate."""
     lay = make_layout(wc.qubits, wc.tokens, wc.degree, "fresh")
-    ops = decomposed_operations(wc, "fresh", readout=True)
+    ops = decomposed_operations(wc, "fresh", readout=True, select=select)
     n2q = sum(len(op.wires) == 2 for op in ops)
     ancillas = lay.total - wc.qubits
     rows = []

@@ -24,17 +24,19 @@ from typing import Iterable
 
 import numpy as np
 
-from .circuit import circuit_tape, decompose_to_gate_set, make_layout
+from .circuit import Layout, circuit_tape, decompose_to_gate_set, make_layout
 from .params import WindowCircuit, qubit_counts
+from .select import degree_codes, effective_select
 
 GATE_SET_TEXT = ("CNOT + single-qubit rotations RX, RY, RZ (PennyLane decompositions; global phases dropped; "
                  "single-qubit gates not merged; counts for generic angles)")
 MID_MEASURE = "MidMeasureMP"
 
 
-def decomposed_operations(wc: WindowCircuit, variant: str = "fresh", readout: bool = True) -> list:
+def decomposed_operations(wc: WindowCircuit, variant: str = "fresh", readout: bool = True,
+                          select: str = "reduced") -> list:
     """The whole circuit as gate-set operations (slow for large circuits; for tests and default.mixed)."""
-    tape = circuit_tape(wc, variant, readout)
+    tape = circuit_tape(wc, variant, readout, select)
     return decompose_to_gate_set(list(tape.operations))
 
 
@@ -48,12 +50,12 @@ def _representative(op):
                               rot_axis=op.hyperparameters["rot_axis"])
 
 
-def _part(op, degree_wires: frozenset) -> str:
+def _part(op, degree_wires: frozenset, data_wires: frozenset) -> str:
     """Which part of the circuit a high-level operation belongs to (for the per-part two-qubit counts)."""
     name = op.name
     on_degree = set(op.wires) <= degree_wires
     if name == "SelectPauliRot":
-        return "select_rotations"
+        return "select_rotations" if op.wires[-1] in data_wires else "prepare_index"
     if name == "DiagonalQubitUnitary":
         return "degree_signs" if on_degree else "select_phases"
     if "StatePrep" in name:
@@ -63,17 +65,16 @@ def _part(op, degree_wires: frozenset) -> str:
     return "readout"
 
 
-def gate_stream(operations: Iterable, degree_wires: Iterable[int] = (),
-                cache: dict | None = None) -> Iterable[tuple[str, tuple, str]]:
-    """(gate name, wires, part) of every decomposed gate of `operations`, in order; mid-circuit
+def gate_stream(operations: Iterable, layout: Layout, cache: dict | None = None) -> Iterable[tuple[str, tuple, str]]:
+    """(gate name, wires, part) of every decomposed gate of `operations` on `layout`, in order; mid-circuit
     measurements pass through as MidMeasureMP."""
     import pennylane as qml
     from pennylane.measurements import MidMeasureMP
 
     cache = {} if cache is None else cache
-    degree_wires = frozenset(degree_wires)
+    degree_wires, data_wires = frozenset(layout.degree), frozenset(layout.data)
     for op in operations:
-        part = _part(op, degree_wires)
+        part = _part(op, degree_wires, data_wires)
         if isinstance(op, MidMeasureMP):
             yield MID_MEASURE, tuple(op.wires), part
         elif isinstance(op, qml.SelectPauliRot):
@@ -118,18 +119,18 @@ def tally(stream: Iterable[tuple[str, tuple, str]]) -> dict:
     }
 
 
-def count_resources(wc: WindowCircuit, variant: str = "fresh", readout: bool = True) -> dict:
+def count_resources(wc: WindowCircuit, variant: str = "fresh", readout: bool = True, select: str = "reduced") -> dict:
     """Gate counts, two-qubit count and depth of the window's circuit, by the cached-multiplexer counter."""
-    tape = circuit_tape(wc, variant, readout)
+    tape = circuit_tape(wc, variant, readout, select)
     layout = make_layout(wc.qubits, wc.tokens, wc.degree, variant)
-    return tally(gate_stream(tape.operations, layout.degree))
+    return tally(gate_stream(tape.operations, layout))
 
 
-def full_resources(wc: WindowCircuit, variant: str = "fresh", readout: bool = True) -> dict:
+def full_resources(wc: WindowCircuit, variant: str = "fresh", readout: bool = True, select: str = "reduced") -> dict:
     """The same numbers from PennyLane alone: the whole tape decomposed, counted by resources_from_tape."""
     import pennylane as qml
 
-    ops = decomposed_operations(wc, variant, readout)
+    ops = decomposed_operations(wc, variant, readout, select)
     specs = qml.resource.resources_from_tape(qml.tape.QuantumScript(ops))
     gates = {k: v for k, v in specs.gate_types.items() if k != MID_MEASURE}
     return {
@@ -139,16 +140,26 @@ def full_resources(wc: WindowCircuit, variant: str = "fresh", readout: bool = Tr
     }
 
 
-def circuit_resources(wc: WindowCircuit) -> dict:
+def circuit_resources(wc: WindowCircuit, select: str = "reduced") -> dict:
     """Everything resources.json reports about the circuit itself: qubits of both variants, gate counts,
-    two-qubit gates and depth of both (the top-level numbers are the fresh-register circuit's), and how
-    long counting took."""
+    two-qubit gates and depth of both (the top-level numbers are the fresh-register circuit's with the
+    chosen SELECT), the other SELECT construction's counts for comparison, and how long counting took."""
     started = time.perf_counter()
-    fresh = count_resources(wc, "fresh")
-    reset = count_resources(wc, "measure_reset")
+    built = effective_select(select, wc.tokens)
+    fresh = count_resources(wc, "fresh", select=built)
+    reset = count_resources(wc, "measure_reset", select=built)
+    constructions = {}
+    for other in dict.fromkeys(effective_select(s, wc.tokens) for s in ("controlled", "reduced")):
+        counted = fresh if other == built else count_resources(wc, "fresh", select=other)
+        constructions[other] = {"two_qubit_gates": counted["two_qubit_gates"], "depth": counted["depth"],
+                                "gates": counted["gates"]["total"],
+                                "select_two_qubit_gates": counted["two_qubit_gates_by_part"].get("select_rotations", 0)}
     seconds = time.perf_counter() - started
     return {
         "qubits": qubit_counts(wc.qubits, wc.tokens, wc.degree),
+        "select": built,
+        "degree_codes": list(degree_codes(wc.degree, built)),
+        "select_constructions": constructions,
         "gates": fresh["gates"],
         "two_qubit_gates": fresh["two_qubit_gates"],
         "single_qubit_gates": fresh["single_qubit_gates"],

@@ -61,9 +61,10 @@ def sampled_expectations(states: np.ndarray, qubits: int, shots: int, rng: np.ra
     return expectations_from_frequencies(counts / shots, qubits)
 
 
-def raw_shots(kept_shots_per_setting: float, success: np.ndarray) -> float:
-    """Mean over windows of the raw shots one prediction needs: 3 settings x S kept shots / p_w."""
-    return float(np.mean(3.0 * kept_shots_per_setting / np.asarray(success)))
+def raw_shots(kept_shots_per_setting: float, success: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean over windows (weighted, if given) of the raw shots one prediction needs: 3 settings x S kept
+    shots / p_w."""
+    return float(np.average(3.0 * kept_shots_per_setting / np.asarray(success), weights=weights))
 
 
 HeadFn = Callable[[np.ndarray], torch.Tensor]
@@ -85,9 +86,15 @@ def head_function(model: torch.nn.Module) -> HeadFn:
     return head
 
 
-def score_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """Cross-entropy (nats), perplexity, accuracy, top-5 accuracy: the trainer's window_scores/summarize."""
-    summary = summarize(score_sums(window_scores(logits, targets)))
+def score_metrics(logits: torch.Tensor, targets: torch.Tensor, weights: np.ndarray | None = None) -> dict[str, float]:
+    """Cross-entropy (nats), perplexity, accuracy, top-5 accuracy: the trainer's window_scores/summarize;
+    with per-window weights (a stratified sample's), weighted means of the same scores."""
+    scores = window_scores(logits, targets)
+    if weights is not None:
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64) / np.sum(weights) * len(weights))
+        scores = {"nll": scores["nll"].double() * w, "correct": scores["correct"].double() * w,
+                  "top5": scores["top5"].double() * w}
+    summary = summarize(score_sums(scores))
     return {
         "cross_entropy": summary["loss"],
         "perplexity": summary["perplexity"],
@@ -97,12 +104,12 @@ def score_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, floa
 
 
 def shots_table(head: HeadFn, states: np.ndarray, success: np.ndarray, qubits: int, targets: torch.Tensor,
-                shot_counts: list[int], seed: int) -> list[dict]:
+                shot_counts: list[int], seed: int, weights: np.ndarray | None = None) -> list[dict]:
     """Test metrics when each setting keeps S shots, for each S; one Generator seeded with `seed` draws all."""
     rng = np.random.default_rng(seed)
     rows = []
     for shots in shot_counts:
         features = sampled_expectations(states, qubits, shots, rng)
-        rows.append({"shots": int(shots), **score_metrics(head(features), targets),
-                     "raw_shots_per_prediction": raw_shots(shots, success)})
+        rows.append({"shots": int(shots), **score_metrics(head(features), targets, weights),
+                     "raw_shots_per_prediction": raw_shots(shots, success, weights)})
     return rows
