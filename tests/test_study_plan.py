@@ -86,7 +86,9 @@ def test_the_study_protocol_trains_whole_epochs_with_the_controls():
     assert stages["clusters:quixer_frozen:seed0"].argv[-1] == "--freeze_circuit"
     bottleneck = stages["clusters:bottleneck:seed0"].argv
     assert bottleneck[bottleneck.index("--features") + 1] == str(3 * settings.quixer_qubits)
-    assert stages["circuit"].argv[3] == "/runs/study/clusters/quixer_seed0"
+    circuit = stages["circuit"].argv
+    assert circuit[3] == "/runs/study/clusters/quixer_seed0" and "--windows" not in circuit
+    assert circuit[circuit.index("--windows_per_transcript") + 1] == "1" and "--trajectories" in circuit
     scaling = [st.name for st in plan(settings, Choices(out=OUT, quick=True, protocol="converge", tracks=("raw",),
                                                          train_fractions=("0.5", "1")), Path("/repo"), "python3")]
     assert "raw:bottleneck:seed0" in scaling and not any("f0.5" in n and ("frozen" in n or "bottleneck" in n)

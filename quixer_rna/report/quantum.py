@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
+from ..quantum.summary import cost_table_rows, select_rows
 from ..runio import read_json
 from .fmt import number, table
 from .strict import Strict
@@ -32,12 +33,15 @@ class QuantumCost:
     shots: int | None  # the shot count of `cross_entropy_at_shots`
     cross_entropy_at_shots: float | None
     break_even_p2q: float | None
+    device_rows: tuple[str, ...] = ()  # per compiled target (quixer_rna.quantum.summary), markdown table lines
+    select_rows: tuple[str, ...] = ()  # the SELECT constructions before and after the reduction
 
 
 def read_cost(stage: "StageRecord", runs_dir: Path) -> QuantumCost:
     """resources.json of one circuit stage, strictly."""
     path = stage.folder / RESOURCES_FILE
-    res = Strict(read_json(path, "resources"), path)
+    raw = read_json(path, "resources")
+    res = Strict(raw, path)
     per_prediction = res.sub("raw_shots_per_prediction")
     rows = res["shots"]
     if not isinstance(rows, list):
@@ -55,6 +59,7 @@ def read_cost(stage: "StageRecord", runs_dir: Path) -> QuantumCost:
         raw_shots_per_prediction=per_prediction.number("mean_over_windows"), eps=per_prediction.number("eps"),
         shots=shots, cross_entropy_at_shots=None if shots is None else by_shots[shots],
         break_even_p2q=res.number_or_none("break_even_p2q"),
+        device_rows=tuple(cost_table_rows(raw)), select_rows=tuple(select_rows(raw)),
     )
 
 
@@ -79,4 +84,19 @@ def markdown(costs: tuple[QuantumCost, ...]) -> list[str]:
             "two-qubit error rate at which the gain over the unigram is gone (global depolarizing approximation; "
             "none: no rate reaches the unigram).", "",
             table(("circuit (trained run)", "qubits", "two-qubit gates", "depth", "mean success probability",
-                   "raw shots per prediction", "CE at shots (its windows)", "break-even p (2q)"), lines), ""]
+                   "raw shots per prediction", "CE at shots (its windows)", "break-even p (2q)"), lines), "",
+            *_devices(costs)]
+
+
+def _devices(costs: tuple[QuantumCost, ...]) -> list[str]:
+    """Per circuit: its cost on each compiled device and the SELECT constructions (when the stage measured them)."""
+    out: list[str] = []
+    for cost in costs:
+        if cost.device_rows:
+            out += [f"On devices (`{cost.folder}`): native two-qubit gates and depth after routing, estimated "
+                    "fidelity (product of calibrated gate fidelities), shots per prediction at it, the native error "
+                    "rate at which the expectations keep half their signal, and Quantinuum's HQC cost.", "",
+                    *cost.device_rows, ""]
+        if cost.select_rows:
+            out += [*cost.select_rows, ""]
+    return out

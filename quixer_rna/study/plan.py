@@ -241,9 +241,13 @@ class _Planner:
         quixer = neural_folder(out, "clusters", "quixer", f"seed{seed}", c.tune > 0)
         folder = out / "circuit" / f"clusters_quixer_seed{seed}"
         check = ["--check"] if s.quixer_qubits <= 3 and s.quixer_qsvt_degree <= 2 else []
+        windows = (["--windows_per_transcript", s.circuit_windows_per_transcript] if s.circuit_windows_per_transcript
+                   else ["--windows", s.circuit_windows])
+        trajectories = (["--trajectories", s.circuit_trajectories, "--max_errors", s.circuit_max_errors]
+                        if s.circuit_trajectories else [])
         self.add("circuit", folder, "quixer_circuit.py",
-                 ["--run_dir", quixer, "--data_dir", out / "quantize", "--output_dir", folder, "--windows",
-                  s.circuit_windows, "--seed", s.seed, *CIRCUIT_FLAGS, *check], "clusters",
+                 ["--run_dir", quixer, "--data_dir", out / "quantize", "--output_dir", folder, *windows,
+                  "--seed", s.seed, *CIRCUIT_FLAGS, *check, *trajectories], "clusters",
                  ("quantize", f"clusters:quixer:seed{seed}"))
 
     def report(self) -> None:

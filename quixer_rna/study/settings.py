@@ -59,6 +59,13 @@ class Settings:
         None, "with --tune N: the bottleneck control's --search_space (None: its default space)", recorded=False)
     circuit_windows: str = _setting("0:256", "test windows quixer_circuit.py measures the cost and the shot curve on",
                                     recorded=False)
+    circuit_windows_per_transcript: int = _setting(
+        0, "instead of circuit_windows: this many windows from every test transcript (0: circuit_windows)",
+        recorded=False)
+    circuit_trajectories: int = _setting(
+        0, "Pauli-error trajectories per window and error count in quixer_circuit.py (0: the global noise "
+           "approximation only)", recorded=False)
+    circuit_max_errors: int = _setting(48, "the most two-qubit errors per run the trajectories sample", recorded=False)
     bootstrap: int = _setting(1000, "bootstrap replicates (each resamples test genes and every model's seeds) per "
                                     "interval in the report")
     margin: float = _setting(0.01, "equivalence margin (nats per target) of the report's two one-sided tests")
@@ -86,14 +93,16 @@ class Settings:
 
 # The study protocol: whole epochs (no step cap) up to an epoch budget, an evaluation every 500 steps of 256
 # windows (128k windows: 0.6 of an epoch of the 500 RefSeq transcripts, 0.09 of the 4,000), patience 3
-# evaluations, tuning trials as long as the final runs (Quixer's tuned with 2 ansatz layers, as trained untuned);
+# evaluations, tuning trials as long as the final runs (Quixer's tuned with 2 ansatz layers, as trained untuned),
+# the circuit measured on windows of every test transcript with Pauli-error trajectories;
 # models of width 64 and a Quixer of 4 qubits, 2 ansatz layers, degree 2, which converge in minutes per epoch on one
 # CPU thread.
 CONVERGE = dict(epochs=12, max_steps_per_epoch=0, batch_size=256, eval_every=500, patience=3, tune_epochs=12,
                 quixer_embedding_dim=64, quixer_qubits=4, quixer_ansatz_layers=2, quixer_qsvt_degree=2,
-                baseline_embedding_dim=64, tune_space_quixer={"ansatz_layers": 2})
+                baseline_embedding_dim=64, tune_space_quixer={"ansatz_layers": 2}, circuit_windows_per_transcript=2,
+                circuit_trajectories=16)
 QUICK_CONVERGE = dict(epochs=3, max_steps_per_epoch=0, batch_size=256, eval_every=20, patience=2, tune_epochs=2,
-                      val_windows=1000)
+                      val_windows=1000, circuit_windows_per_transcript=1, circuit_trajectories=2, circuit_max_errors=8)
 PROTOCOLS = ("capped", "converge")
 
 
