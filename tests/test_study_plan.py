@@ -202,6 +202,10 @@ def test_init_settings_refuses_a_changed_setting_but_lets_a_study_grow(tmp_path)
     init_settings(timings, {**base, "seeds": "0,1", "tune": 2, "train_fractions": "0.5,1"})
     with pytest.raises(UserError, match=r"other settings \(epochs\)"):
         init_settings(timings, {**base, "epochs": 3})
+    # a setting added to the code since the study was recorded is no change (its stages' commands decide)
+    init_settings(timings, {**base, "a_new_setting": 1})
+    with pytest.raises(UserError, match=r"other settings \(a_new_setting\)"):
+        init_settings(timings, {**base, "a_new_setting": 2})
 
 
 def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, capsys):

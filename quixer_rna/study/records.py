@@ -28,11 +28,13 @@ def _load(path: Path) -> dict:
 
 
 def changed_settings(path: Path, settings: dict[str, Any]) -> list[str]:
-    """The settings, other than those that grow a study, that differ from those timings.json recorded."""
+    """The settings, other than those that grow a study, that differ from those timings.json recorded. A setting
+    the record lacks (added to the code since) is no change: what it governs, a stage's command shows, and a stage
+    whose command changed is run again anyway."""
     previous = _load(path).get("settings")
     if previous is None:
         return []
-    return sorted(k for k in settings if k not in GROWING and previous.get(k) != settings[k])
+    return sorted(k for k in settings if k not in GROWING and k in previous and previous[k] != settings[k])
 
 
 def init_settings(path: Path, settings: dict[str, Any]) -> None:
