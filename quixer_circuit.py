@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 
-from quixer_rna.cli import run_cli
+from quixer_rna.cli import config_from_args, run_cli
 from quixer_rna.quantum import stage
+from quixer_rna.quantum.config import CircuitConfig, build_parser as circuit_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return stage.build_parser(__doc__, __file__)
+    return circuit_parser(__doc__, __file__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(build_parser(), stage.run, argv)
+    return run_cli(build_parser(), lambda args: stage.run(config_from_args(CircuitConfig, args)), argv)
 
 
 if __name__ == "__main__":

@@ -163,9 +163,9 @@ def add_dataclass_args(group: Any, cls: type, *, skip: Sequence[str] = ()) -> No
             group.add_argument(f"--{item.name}", action="store_true", help=meta.get("help"))
             continue
         extra = {key: meta[key] for key in ("nargs", "metavar", "required") if key in meta}
-        if "nargs" in meta:
-            extra["action"] = "extend"
         default = None if meta.get("required") else item.default
+        if "nargs" in meta:  # a repeated flag adds values (--fasta a --fasta b); one given replaces a default list
+            extra["action"] = "extend" if default in (None, ()) else "store"
         group.add_argument(f"--{item.name}", type=meta.get("type"), default=default, choices=meta.get("choices"),
                            help=meta.get("help"), **extra)
 

@@ -5,6 +5,7 @@ estimate, stratified window sampling and the cost table."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -15,6 +16,7 @@ import torch
 
 import quixer_circuit as script
 from fixtures import save_quixer_run, write_token_folder
+from quixer_rna.formats.resources import CircuitResources
 from quixer_rna.models import build_model
 from quixer_rna.quantum.export import from_qasm3, statevector_msb, to_qasm3, to_qiskit
 from quixer_rna.quantum.fault_tolerant import fault_tolerant_estimate
@@ -255,10 +257,12 @@ def test_cli_hardware_sections_on_sampled_windows(tmp_path, capsys):
     assert result["fault_tolerant"]["methods"][0]["logical_qubits"] == 2 + 2 + 1
     assert len(result["qasm"]["files"]) == 3 and (out / "qasm" / result["qasm"]["files"][0]).is_file()
 
-    rows = cost_table_rows(result)
+    resources = CircuitResources.read(out)  # every section of a real run is typed as the format declares it
+    assert resources.as_dict() == result
+    rows = cost_table_rows(resources)
     assert rows[0].startswith("| target") and len(rows) == 2 + 2 + 1
     assert "Quantinuum" in rows[2] and rows[-1].startswith("| logical circuit")
-    assert cost_table_rows({"targets": None}) == []
+    assert cost_table_rows(dataclasses.replace(resources, targets=None)) == []
 
 
 def test_cli_windows_and_sampling_are_exclusive(tmp_path, capsys):

@@ -4,6 +4,7 @@ depolarising approximation against PennyLane's default.mixed, and the stage end 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -17,6 +18,9 @@ qml = pytest.importorskip("pennylane")
 import quixer_circuit as script  # noqa: E402
 from fixtures import save_quixer_run, write_token_folder  # noqa: E402
 from quixer_rna import checkpoint as ckpt  # noqa: E402
+from quixer_rna.cli import config_from_args, config_record  # noqa: E402
+from quixer_rna.errors import UserError  # noqa: E402
+from quixer_rna.formats.resources import CircuitResources  # noqa: E402
 from quixer_rna.models import build_model  # noqa: E402
 from quixer_rna.quantum.circuit import check_windows, circuit_tape, make_layout, postselected_amplitudes  # noqa: E402
 from quixer_rna.quantum.noise import break_even_p2q, depolarized, mixed_state_comparison  # noqa: E402
@@ -25,6 +29,7 @@ from quixer_rna.quantum.resources import count_resources, decomposed_operations,
 from quixer_rna.quantum.select import degree_codes, degree_condition, effective_select  # noqa: E402
 from quixer_rna.quantum.shots import exact_expectations, sampled_expectations  # noqa: E402
 from quixer_rna.quantum import stage  # noqa: E402
+from quixer_rna.quantum.config import CircuitConfig  # noqa: E402
 from quixer_rna.quantum.stage import parse_windows  # noqa: E402
 from quixer_rna.quixer_sim import pauli_expectations  # noqa: E402
 
@@ -364,6 +369,7 @@ def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
     assert all(row["max_expectation_error"] <= 1 - row["fidelity"] for row in rows)
     assert json.loads((out / "args.json").read_text())["status"] == "completed"
     assert json.loads((out / "metrics.json").read_text())["two_qubit_gates"] == result["two_qubit_gates"]
+    assert CircuitResources.read(out).as_dict() == result
 
 
 @pytest.mark.slow
@@ -438,6 +444,94 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
         assert script.main(["--run_dir", str(run), *base, "--windows", bad]) == 2
         assert "--windows" in error_line(capsys)
     assert not (tmp_path / "out").exists()
+
+
+_SCORES = {"cross_entropy": 1.7, "perplexity": 5.47, "accuracy": 0.25, "top5_accuracy": 0.75}
+# A whole resources.json, its keys in the order the stage writes them.
+SAMPLE_RESOURCES = {
+    "run": {"run_dir": "runs/quixer", "checkpoint": "checkpoint_best.pt", "model_name": "quixer",
+            "model_config": {"qubits": 2}, "vocab_size": 6, "context_length": 2},
+    "model": {"qubits": 2, "ansatz_layers": 1, "degree": 2, "tokens": 2, "vocab_size": 6},
+    "windows": [0, 3],
+    "qubits": {"data": 2, "index_register": 1, "index_registers": 2, "index": 2, "degree": 2, "ancillas": 4,
+               "total": 6, "ancillas_measure_reset": 3, "total_measure_reset": 5},
+    "select": "controlled", "degree_codes": [0, 1, 3],
+    "select_constructions": {"controlled": {"two_qubit_gates": 40, "depth": 90, "gates": 70,
+                                            "select_two_qubit_gates": 16}},
+    "gates": {"CNOT": 40, "RY": 30, "total": 70}, "two_qubit_gates": 40, "single_qubit_gates": 30, "depth": 90,
+    "two_qubit_gates_by_part": {"select_rotations": 16, "readout": 2}, "gate_set": "CNOT + rotations",
+    "gate_counts_refer_to": "fresh index registers",
+    "measure_reset": {"qubits": 5, "gates": {"CNOT": 40, "total": 70}, "two_qubit_gates": 40, "depth": 95,
+                      "mid_circuit_measurements": 2},
+    "counting_seconds": 0.5,
+    "success_probability": {"mean": 0.6, "std": 0.01, "min": 0.59, "max": 0.61},
+    "raw_shots_per_prediction": {"eps": 0.01, "at_mean_p": 50000.0, "mean_over_windows": 50010.0},
+    "exact": {**_SCORES, "success_probability": 0.6},
+    "shots": [{"shots": 1000, **_SCORES, "raw_shots_per_prediction": 5001.0}],
+    "noise_model": "global depolarising approximation",
+    "noise": [{"p_2q": 0.001, "fidelity": 0.96, "success_probability": 0.58, "expectation_scale": 0.99, **_SCORES}],
+    "unigram_cross_entropy": 1.8, "break_even_p2q": None, "break_even_reason": "no rate reaches the unigram",
+    "check": None, "half_signal_p2q": 0.02, "trajectories": None,
+    "qasm": {"folder": "qasm", "files": ["window0_Z.qasm"], "layout": "measure_reset", "post_selection": "all 0"},
+    "targets": {"ionq": {
+        "target": "ionq", "device": "IonQ", "error_source": "spec", "native_two_qubit_gate": "rxx",
+        "native_two_qubit_gates": 38, "one_qubit_gates": 90, "measurements": 5, "resets": 2, "depth": 120,
+        "estimated_success": 0.9, "log10_estimated_success": -0.046, "native_only": True, "counts": {"rxx": 38},
+        "compile_seconds": 0.1, "logical_two_qubit_gates": 40, "equivalent_p2q": 0.0026, "noise_source": "global",
+        "success_probability": 0.55, "cross_entropy": 1.75, "raw_shots_per_prediction": 54500.0,
+        "break_even_criterion": "half_signal", "break_even_native_p2q": None,
+        "global_break_even_native_p2q": 0.021, "hqc_per_prediction": None}},
+    "device_runs": None, "fault_tolerant": {"skipped": "no unused index code"},
+    "sampling": {"per_transcript": 1, "transcripts": 2}, "window_weights": [0.5, 1.5],
+}
+
+
+def test_circuit_resources_round_trip_through_resources_json(tmp_path):
+    resources = CircuitResources(**SAMPLE_RESOURCES)
+    resources.write(tmp_path)
+    written = json.loads((tmp_path / "resources.json").read_text())
+    assert written == SAMPLE_RESOURCES and list(written) == list(SAMPLE_RESOURCES)
+    assert CircuitResources.read(tmp_path) == resources
+    # without --windows_per_transcript the sampling keys are absent; a section whose flag was off is null
+    unsampled = dataclasses.replace(resources, sampling=None, window_weights=None)
+    unsampled.write(tmp_path)
+    written = json.loads((tmp_path / "resources.json").read_text())
+    assert "sampling" not in written and "window_weights" not in written
+    assert written["trajectories"] is None and written["check"] is None and written["break_even_p2q"] is None
+    assert CircuitResources.read(tmp_path) == unsampled
+
+
+def test_a_missing_or_mistyped_resources_field_is_one_line_naming_file_and_field(tmp_path):
+    path = tmp_path / "resources.json"
+    for change, message in ((lambda r: r["qubits"].pop("total"), "no 'qubits.total'"),
+                            (lambda r: r.pop("targets"), "no 'targets'"),
+                            (lambda r: r["shots"][0].update(shots="many"),
+                             "'shots.0.shots' is 'many', expected an integer")):
+        broken = json.loads(json.dumps(SAMPLE_RESOURCES))
+        change(broken)
+        path.write_text(json.dumps(broken))
+        with pytest.raises(UserError) as error:
+            CircuitResources.read(tmp_path)
+        text = str(error.value)
+        assert text.startswith(f"{path}: {message}; ") and "quixer_circuit.py" in text and "\n" not in text
+
+
+def test_every_flag_is_a_circuit_config_field_and_the_record_keeps_it_by_name():
+    parser = script.build_parser()
+    args = parser.parse_args(["--run_dir", "r", "--data_dir", "d", "--output_dir", "o", "--shots", "5", "7",
+                              "--targets", "--device_targets", "quantinuum", "--check", "--seed", "3"])
+    config = config_from_args(CircuitConfig, args)
+    assert (config.shots, config.targets, config.device_targets, config.check, config.seed) == (
+        (5, 7), (), ("quantinuum",), True, 3)
+    assert config.noise_2q == (1e-4, 1e-3, 1e-2) and config.select == "reduced" and config.windows is None
+    dests = [action.dest for action in parser._actions if action.dest != "help"]
+    record = config_record(config)
+    assert list(record) == [dest for dest in dests if dest != "log_level"]
+    assert record == {name: tuple(value) if isinstance(value, list) else value
+                      for name, value in vars(args).items() if name != "log_level"}
+    groups = {group.title: [action.dest for action in group._group_actions] for group in parser._action_groups}
+    assert groups["inputs and output"][0] == "run_dir" and groups["circuit"][0] == "device"
+    assert groups["hardware"][0] == "trajectories" and groups["hardware"][-1] == "ft_precision"
 
 
 def test_parse_windows():

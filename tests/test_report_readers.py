@@ -122,10 +122,29 @@ def test_tuning_curves_show_whether_the_search_was_still_improving(tmp_path):
 def test_the_quantum_cost_is_read_strictly_from_resources_json(tmp_path):
     runs = tmp_path / "runs"
     folder = runs / "circuit" / "clusters_quixer_seed0"
-    resources = {"qubits": {"total": 15, "data": 3}, "two_qubit_gates": 1476, "depth": 2636,
-                 "success_probability": {"mean": 0.668}, "raw_shots_per_prediction": {"eps": 0.01, "mean_over_windows": 44900.0},
-                 "shots": [{"shots": 100, "cross_entropy": 3.5}, {"shots": 1000, "cross_entropy": 3.34}],
-                 "break_even_p2q": None}
+    scores = {"cross_entropy": 3.34, "perplexity": 28.2, "accuracy": 0.12, "top5_accuracy": 0.37}
+    resources = {
+        "run": {"run_dir": "runs/clusters/quixer_seed0", "checkpoint": "checkpoint_best.pt", "model_name": "quixer",
+                "model_config": {}, "vocab_size": 32, "context_length": 31},
+        "model": {"qubits": 3, "ansatz_layers": 1, "degree": 2, "tokens": 31, "vocab_size": 32}, "windows": [0, 1],
+        "qubits": {"data": 3, "index_register": 5, "index_registers": 2, "index": 10, "degree": 2, "ancillas": 12,
+                   "total": 15, "ancillas_measure_reset": 7, "total_measure_reset": 10},
+        "select": "reduced", "degree_codes": [0, 1, 3],
+        "select_constructions": {"reduced": {"two_qubit_gates": 1476, "depth": 2636, "gates": 3302,
+                                             "select_two_qubit_gates": 1152}},
+        "gates": {"CNOT": 1476, "total": 3302}, "two_qubit_gates": 1476, "single_qubit_gates": 1826, "depth": 2636,
+        "two_qubit_gates_by_part": {"select_rotations": 1152}, "gate_set": "CNOT + rotations",
+        "gate_counts_refer_to": "fresh index registers",
+        "measure_reset": {"qubits": 10, "gates": {"total": 3302}, "two_qubit_gates": 1476, "depth": 2956,
+                          "mid_circuit_measurements": 10},
+        "counting_seconds": 0.5, "success_probability": {"mean": 0.668, "std": 0.001, "min": 0.667, "max": 0.669},
+        "raw_shots_per_prediction": {"eps": 0.01, "at_mean_p": 44900.0, "mean_over_windows": 44900.0},
+        "exact": {**scores, "success_probability": 0.668},
+        "shots": [{"shots": 100, **scores, "cross_entropy": 3.5, "raw_shots_per_prediction": 449.0},
+                  {"shots": 1000, **scores, "raw_shots_per_prediction": 4490.0}],
+        "noise_model": "global", "noise": [], "unigram_cross_entropy": 3.4, "break_even_p2q": None,
+        "break_even_reason": "no rate reaches the unigram", "check": None, "half_signal_p2q": None,
+        "trajectories": None, "qasm": None, "targets": None, "device_runs": None, "fault_tolerant": {"skipped": "-"}}
     with stage_run(folder, "quixer_circuit", {"run_dir": str(runs / "clusters" / "quixer_seed0")}, role="circuit") as run:
         (folder / "resources.json").write_text(json.dumps(resources))
         run.finish({})

@@ -14,7 +14,7 @@ from quixer_rna.cli import seed_everything
 from quixer_rna.formats.tokens import open_tokens
 from quixer_rna.markov import MarkovCounts, MarkovModel, window_nucleotides
 from quixer_rna.metrics import unigram_log_probs
-from quixer_rna.models import build_model
+from quixer_rna.models import build_model, config_class
 from quixer_rna.training import TrainConfig, train_model
 from quixer_rna.training.optim import parameter_groups, start_at_unigram
 
@@ -58,6 +58,25 @@ def test_a_fresh_model_with_zero_output_weights_predicts_the_train_unigram(name)
     log_probs = torch.log_softmax(model(torch.randint(0, 11, (3, 5))), dim=-1)
     expected = unigram_log_probs(counts).float()
     assert torch.allclose(log_probs, expected.expand(3, -1), atol=1e-5)
+
+
+# What the models built from keyword settings before they took their config object (torch.manual_seed(0),
+# vocabulary 11, context 5): state_dict tensors, elements and the sum of absolute values.
+BUILT_BEFORE = {"lstm": (7, 763, 196.130380), "transformer": (15, 1059, 236.150603), "fnet": (22, 1411, 305.974747),
+                "bottleneck": (8, 302, 118.593470), "quixer": (12, 343, 139.425879)}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_model_built_from_its_config_is_the_one_its_settings_built_before(name):
+    torch.manual_seed(0)
+    from_dict = build_model(name, 11, 5, MODELS[name])
+    torch.manual_seed(0)
+    from_config = type(from_dict)(11, 5, config_class(name)(**MODELS[name]))
+    state, other = from_dict.state_dict(), from_config.state_dict()
+    assert list(state) == list(other) and all(torch.equal(state[key], other[key]) for key in state)
+    tensors, elements, total = BUILT_BEFORE[name]
+    assert (len(state), sum(t.numel() for t in state.values())) == (tensors, elements)
+    assert sum(float(t.double().abs().sum()) for t in state.values()) == pytest.approx(total, rel=1e-6)
 
 
 def _data(tmp_path):

@@ -37,12 +37,12 @@ class TinyConfig:
 class TinyModel(nn.Module):
     """Embeddings -> dropout -> linear; reports hooks like Quixer does, so the loop logs them."""
 
-    def __init__(self, vocab_size: int, context_length: int, dim: int = 8, dropout: float = 0.2, nan_after: int = 0):
+    def __init__(self, vocab_size: int, context_length: int, config: TinyConfig):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, dim)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(dim * context_length, vocab_size)
-        self.nan_after = nan_after
+        self.embed = nn.Embedding(vocab_size, config.dim)
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.dim * context_length, vocab_size)
+        self.nan_after = config.nan_after
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

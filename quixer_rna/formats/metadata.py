@@ -93,7 +93,7 @@ class Metadata:
         """The folder's metadata, every field checked (one line naming the file and the field)."""
         folder = Path(folder)
         data = read_versioned(folder, cls.FORMAT)
-        return decode(cls, data, _Place(folder / cls.FORMAT.file, lambda: cls.FORMAT.rebuild(folder)))
+        return decode(cls, data, Place(folder / cls.FORMAT.file, lambda: cls.FORMAT.rebuild(folder)))
 
     def write(self, folder: str | Path) -> None:
         """metadata.json written atomically: format, version, then the fields."""
@@ -103,13 +103,13 @@ class Metadata:
 
 # ---- typed decoding -------------------------------------------------------------------------------------------
 
-def place(source: str) -> "_Place":
+def place(source: str) -> "Place":
     """Where a JSON object being decoded came from, for its error lines (not a file: nothing to rebuild)."""
-    return _Place(Path(source), lambda: "it is built by this code, so this is a bug: report it")
+    return Place(Path(source), lambda: "it is built by this code, so this is a bug: report it")
 
 
 @dataclass(frozen=True)
-class _Place:
+class Place:
     """The file being read and the clause that says how to rebuild it (computed only for an error)."""
 
     path: Path
@@ -138,7 +138,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def decode(cls: type[M], data: dict[str, Any], place: _Place, prefix: str = "") -> M:
+def decode(cls: type[M], data: dict[str, Any], place: Place, prefix: str = "") -> M:
     """An instance of dataclass `cls` from a JSON object, every declared field checked."""
     hints = _hints(cls)
     values: dict[str, Any] = {}
@@ -152,7 +152,7 @@ def decode(cls: type[M], data: dict[str, Any], place: _Place, prefix: str = "") 
     return cls(**values)
 
 
-def _value(kind: Any, value: Any, where: str, place: _Place) -> Any:
+def _value(kind: Any, value: Any, where: str, place: Place) -> Any:
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if kind is Any:
         return value
@@ -187,7 +187,7 @@ def _value(kind: Any, value: Any, where: str, place: _Place) -> Any:
     return value
 
 
-def _typed_dict(kind: Any, value: dict[str, Any], where: str, place: _Place) -> dict[str, Any]:
+def _typed_dict(kind: Any, value: dict[str, Any], where: str, place: Place) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for key, item_kind in _hints(kind).items():
         if key not in value:

@@ -32,13 +32,12 @@ class BottleneckConfig:
 
 @register("bottleneck", BottleneckConfig)
 class BottleneckModel(nn.Module):
-    def __init__(self, vocab_size: int, context_length: int, embedding_dim: int = 128, features: int = 18,
-                 dropout: float = 0.1) -> None:
+    def __init__(self, vocab_size: int, context_length: int, config: BottleneckConfig) -> None:
         super().__init__()
-        BottleneckConfig(embedding_dim, features, dropout)
+        embedding_dim, features = config.embedding_dim, config.features
         self.context_length = context_length
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.position_weights = nn.Parameter(torch.empty(context_length).uniform_(0.0, 1.0))
         self.mixer = nn.Linear(embedding_dim, features)
         self.head = nn.Sequential(nn.Linear(features, embedding_dim), nn.ReLU(), nn.Linear(embedding_dim, vocab_size))

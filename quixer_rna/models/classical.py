@@ -96,25 +96,14 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
 class LSTMModel(nn.Module):
     """Token embedding -> stacked LSTM -> linear head on the last time step."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        context_length: int,
-        embedding_dim: int = 96,
-        hidden_dim: int | None = None,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-    ):
+    def __init__(self, vocab_size: int, context_length: int, config: LSTMConfig):
         super().__init__()
-        # The config resolves hidden_dim's default and checks the sizes.
-        hidden_dim = LSTMConfig(embedding_dim, hidden_dim, num_layers, dropout).hidden_dim
         _check_sizes("lstm", vocab_size=vocab_size)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(
-            embedding_dim, hidden_dim, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
-        )
-        self.head = nn.Linear(hidden_dim, vocab_size)
+        self.embedding = nn.Embedding(vocab_size, config.embedding_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(config.embedding_dim, config.hidden_dim, num_layers=config.num_layers, batch_first=True,
+                            dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.head = nn.Linear(config.hidden_dim, vocab_size)
 
     @property
     def output_layer(self) -> nn.Linear:
@@ -136,31 +125,21 @@ class LSTMModel(nn.Module):
 class TransformerModel(nn.Module):
     """Causal decoder-only Transformer (post-norm, sinusoidal positions) predicting from the last position."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        context_length: int,
-        embedding_dim: int = 96,
-        num_layers: int = 1,
-        num_heads: int = 1,
-        ffn_dim: int | None = None,
-        dropout: float = 0.1,
-    ):
+    def __init__(self, vocab_size: int, context_length: int, config: TransformerConfig):
         super().__init__()
-        # The config resolves ffn_dim's default and checks the sizes.
-        ffn_dim = TransformerConfig(embedding_dim, num_layers, num_heads, ffn_dim, dropout).ffn_dim
         _check_sizes("transformer", vocab_size=vocab_size, context_length=context_length)
+        embedding_dim = config.embedding_dim
         self.scale = math.sqrt(embedding_dim)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.register_buffer("positions", sinusoidal_positions(context_length, embedding_dim), persistent=False)
         self.register_buffer(
             "causal_mask", torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), 1), persistent=False
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(
-            embedding_dim, num_heads, ffn_dim, dropout=dropout, activation="gelu", batch_first=True
+            embedding_dim, config.num_heads, config.ffn_dim, dropout=config.dropout, activation="gelu", batch_first=True
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
         self.head = nn.Linear(embedding_dim, vocab_size)
 
     @property
@@ -205,24 +184,16 @@ class FNetModel(nn.Module):
     linear head on the last position. The mixing sees the whole context, which holds only tokens
     before the target, so nothing leaks."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        context_length: int,
-        embedding_dim: int = 96,
-        num_layers: int = 2,
-        ffn_dim: int | None = None,
-        dropout: float = 0.1,
-    ):
+    def __init__(self, vocab_size: int, context_length: int, config: FNetConfig):
         super().__init__()
-        # The config resolves ffn_dim's default and checks the sizes.
-        ffn_dim = FNetConfig(embedding_dim, num_layers, ffn_dim, dropout).ffn_dim
         _check_sizes("fnet", vocab_size=vocab_size, context_length=context_length)
+        embedding_dim = config.embedding_dim
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.positions = nn.Embedding(context_length, embedding_dim)
         self.embed_norm = nn.LayerNorm(embedding_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(FourierBlock(embedding_dim, ffn_dim, dropout) for _ in range(num_layers))
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(FourierBlock(embedding_dim, config.ffn_dim, config.dropout)
+                                    for _ in range(config.num_layers))
         self.head = nn.Linear(embedding_dim, vocab_size)
 
     @property

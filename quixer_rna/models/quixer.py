@@ -47,51 +47,52 @@ class QuixerConfig:
         "help": "a control: the circuit's parameters (the token-to-angle map, the LCU and polynomial coefficients, "
                 "the readout angles) stay at their initialisation; only the embedding and the head train"})
 
+    def __post_init__(self) -> None:
+        if self.init_strategy not in INIT_STRATEGIES:
+            raise ValueError(f"init_strategy {self.init_strategy!r}: choose from {', '.join(INIT_STRATEGIES)}")
+        if self.qsvt_degree < 1:
+            raise ValueError(f"qsvt_degree must be >= 1, got {self.qsvt_degree}")
+        if self.layerwise_epochs < 1:
+            raise ValueError(f"layerwise_epochs must be >= 1, got {self.layerwise_epochs}")
+        if self.postselection_weight < 0:
+            raise ValueError(f"postselection_weight must be >= 0, got {self.postselection_weight}")
+
 
 @register("quixer", QuixerConfig)
 class QuixerModel(nn.Module):
-    def __init__(self, vocab_size: int, context_length: int, embedding_dim: int = 512, qubits: int = 6,
-                 ansatz_layers: int = 4, qsvt_degree: int = 3, dropout: float = 0.1,
-                 init_strategy: str = "small_gaussian", init_std: float = 0.1, use_layerwise_training: bool = False,
-                 layerwise_epochs: int = 2, postselection_weight: float = 0.0, freeze_circuit: bool = False) -> None:
-        super().__init__()
-        if init_strategy not in INIT_STRATEGIES:
-            raise ValueError(f"init_strategy {init_strategy!r}: choose from {', '.join(INIT_STRATEGIES)}")
-        if qsvt_degree < 1:
-            raise ValueError(f"qsvt_degree must be >= 1, got {qsvt_degree}")
-        if layerwise_epochs < 1:
-            raise ValueError(f"layerwise_epochs must be >= 1, got {layerwise_epochs}")
-        if postselection_weight < 0:
-            raise ValueError(f"postselection_weight must be >= 0, got {postselection_weight}")
-        layerwise_epochs = layerwise_epochs if use_layerwise_training else 0
-        self.vocab_size, self.context_length = vocab_size, context_length
-        self.qubits, self.ansatz_layers, self.qsvt_degree = qubits, ansatz_layers, qsvt_degree
-        self.layerwise_epochs = layerwise_epochs
-        self.postselection_weight = postselection_weight
-        self.gates = tuple(circuit14_gates(qubits, ansatz_layers))
-        self.readout_gates = tuple(circuit14_gates(qubits, 1))
-        self.angles_per_layer = 4 * qubits
+    """Sizes and settings come from `config` (QuixerConfig, which holds their defaults and checks)."""
 
+    def __init__(self, vocab_size: int, context_length: int, config: QuixerConfig) -> None:
+        super().__init__()
+        self.vocab_size, self.context_length = vocab_size, context_length
+        self.qubits, self.ansatz_layers, self.qsvt_degree = config.qubits, config.ansatz_layers, config.qsvt_degree
+        self.layerwise_epochs = config.layerwise_epochs if config.use_layerwise_training else 0  # 0: all from the start
+        self.postselection_weight = config.postselection_weight
+        self.gates = tuple(circuit14_gates(self.qubits, self.ansatz_layers))
+        self.readout_gates = tuple(circuit14_gates(self.qubits, 1))
+        self.angles_per_layer = 4 * self.qubits
+
+        embedding_dim = config.embedding_dim
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.token_angles = nn.Linear(embedding_dim, len(self.gates))
         self.lcu_real = nn.Parameter(torch.empty(context_length))
         self.lcu_imag = nn.Parameter(torch.empty(context_length))
-        self.poly_coeffs = nn.Parameter(torch.empty(qsvt_degree + 1))
+        self.poly_coeffs = nn.Parameter(torch.empty(self.qsvt_degree + 1))
         self.readout_angles = nn.Parameter(torch.empty(len(self.readout_gates)))
-        self.head = nn.Sequential(nn.Linear(3 * qubits, embedding_dim), nn.ReLU(),
+        self.head = nn.Sequential(nn.Linear(3 * self.qubits, embedding_dim), nn.ReLU(),
                                   nn.Linear(embedding_dim, vocab_size))
         # 1 for the angles of active ansatz layers; persistent so a loaded checkpoint evaluates as trained.
         self.register_buffer("angle_mask", torch.ones(len(self.gates)))
         self._norm2: torch.Tensor | None = None
-        self._initialise(init_strategy, init_std)
-        self._set_active_layers(1 if layerwise_epochs > 0 else ansatz_layers)
-        if layerwise_epochs > 0:
+        self._initialise(config.init_strategy, config.init_std)
+        self._set_active_layers(1 if self.layerwise_epochs > 0 else self.ansatz_layers)
+        if self.layerwise_epochs > 0:
             with torch.no_grad():  # layers not yet active start exactly at the identity
                 self.token_angles.weight[self.angles_per_layer:] = 0.0
                 self.token_angles.bias[self.angles_per_layer:] = 0.0
-        self.freeze_circuit = freeze_circuit
-        if freeze_circuit:
+        self.freeze_circuit = config.freeze_circuit
+        if self.freeze_circuit:
             for parameter in self.circuit_parameters():
                 parameter.requires_grad_(False)
 

@@ -11,5 +11,6 @@ rate), `trajectories` and `noise_study` (Pauli-error trajectories, break-even ra
 `export` (Qiskit circuits, OpenQASM 3), `targets` (compiling for IBM Heron, Quantinuum, IonQ), `device_run`
 (noisy end-to-end runs in qiskit-aer), `fault_tolerant` (logical and surface-code estimate), `hardware`
 (the stage's hardware sections), `summary` (the report's cost table), `io` (the only module that reads
-run folders and token files) and `stage` (the quixer_circuit.py command line).
+run folders and token files), `config` (the stage's settings, CircuitConfig, and the parser built from them) and
+`stage` (the quixer_circuit.py stage; it writes resources.json through quixer_rna.formats.resources).
 """

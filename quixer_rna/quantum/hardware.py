@@ -14,15 +14,15 @@ Quantinuum, the HQC cost of one prediction at those shots.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from .config import CircuitConfig
 from .device_run import noisy_device_run
 from .export import write_qasm, to_qiskit
 from .fault_tolerant import fault_tolerant_estimate
@@ -55,7 +55,7 @@ def _native_rate(p: float | None, logical: int, native: int) -> float | None:
 
 
 def target_table(states: QuixerStates, head: HeadFn, targets: torch.Tensor, weights: np.ndarray | None,
-                 names: list[str], select: str, seed: int, eps: float, stats, trajectories: dict | None,
+                 names: Sequence[str], select: str, seed: int, eps: float, stats, trajectories: dict | None,
                  global_half_signal: float | None, n2q: int, ancillas: int) -> dict[str, Any]:
     """Compile the first window's device circuit (Z setting) for each target and derive its cost row."""
     gate_list = GateListBuilder().build(window_circuit(states, 0), "measure_reset", readout=True, select=select)
@@ -88,7 +88,7 @@ def target_table(states: QuixerStates, head: HeadFn, targets: torch.Tensor, weig
 
 
 def hardware_sections(states: QuixerStates, head: HeadFn, targets: torch.Tensor, weights: np.ndarray | None,
-                      unigram_nll: np.ndarray, args: argparse.Namespace, out_dir: Path, windows: list[int],
+                      unigram_nll: np.ndarray, config: CircuitConfig, out_dir: Path, windows: list[int],
                       n2q: int, ancillas: int, model_sizes: dict) -> dict[str, Any]:
     """Every hardware section resources.json holds (each null when its flag is off), and the global
     approximation's half-signal rate."""
@@ -96,42 +96,42 @@ def hardware_sections(states: QuixerStates, head: HeadFn, targets: torch.Tensor,
     out: dict[str, Any] = {"half_signal_p2q": half_signal, "trajectories": None, "qasm": None, "targets": None,
                            "device_runs": None, "fault_tolerant": None}
     stats = None
-    if args.trajectories > 0:
+    if config.trajectories > 0:
         LOG.info("trajectories: %d windows x %d error counts up to %d x %d", states.windows,
-                 len(error_grid(args.max_errors)), args.max_errors, args.trajectories)
-        stats, info = simulate_windows(states, args.trajectories, args.max_errors, args.seed, args.select)
-        rates = sorted(set(args.noise_2q) | {1e-5, 3e-5, 1e-4, 3e-4, 1e-3})
+                 len(error_grid(config.max_errors)), config.max_errors, config.trajectories)
+        stats, info = simulate_windows(states, config.trajectories, config.max_errors, config.seed, config.select)
+        rates = sorted(set(config.noise_2q) | {1e-5, 3e-5, 1e-4, 3e-4, 1e-3})
         report = trajectory_report(stats, head, targets, weights, unigram_nll, n2q, ancillas, rates,
-                                   args.bootstrap, args.seed)
+                                   config.bootstrap, config.seed)
         out["trajectories"] = {**info, **report}
-    if args.qasm > 0:
+    if config.qasm > 0:
         folder = out_dir / QASM_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         builder = GateListBuilder()
         files = []
-        for pos in range(min(args.qasm, states.windows)):
-            gate_list = builder.build(window_circuit(states, pos), "measure_reset", readout=True, select=args.select)
+        for pos in range(min(config.qasm, states.windows)):
+            gate_list = builder.build(window_circuit(states, pos), "measure_reset", readout=True, select=config.select)
             files += write_qasm(gate_list, folder, f"window{windows[pos]}")
         out["qasm"] = {"folder": QASM_FOLDER, "files": files, "layout": "measure_reset",
                        "post_selection": "keep a shot when every bit of register 'post' is 0"}
-    if args.targets:
-        out["targets"] = target_table(states, head, targets, weights, args.targets, args.select, args.seed, args.eps,
-                                      stats, out["trajectories"], half_signal, n2q, ancillas)
-    if args.device_shots > 0:
+    if config.targets:
+        out["targets"] = target_table(states, head, targets, weights, config.targets, config.select, config.seed,
+                                      config.eps, stats, out["trajectories"], half_signal, n2q, ancillas)
+    if config.device_shots > 0:
         runs = []
-        count = min(args.device_windows, states.windows)
+        count = min(config.device_windows, states.windows)
         subset = dataclasses.replace(states, **{k: getattr(states, k)[:count] for k in
                                                 ("angles", "psi", "success", "readout_state", "features")})
-        for target in args.device_targets:
-            LOG.info("noisy device run on %s: %d windows x 3 settings x %d shots", target, count, args.device_shots)
-            runs.append(noisy_device_run(subset, head, targets[:count], args.device_shots, args.seed, target,
-                                         args.select))
+        for target in config.device_targets:
+            LOG.info("noisy device run on %s: %d windows x 3 settings x %d shots", target, count, config.device_shots)
+            runs.append(noisy_device_run(subset, head, targets[:count], config.device_shots, config.seed, target,
+                                         config.select))
         out["device_runs"] = runs
     if unused_code(model_sizes["tokens"]) is None:
         out["fault_tolerant"] = {"skipped": "the reduced construction needs an unused index code (T < 2^m)"}
     else:
-        shots = float(np.average(3.0 / (args.eps**2 * states.success), weights=weights))
+        shots = float(np.average(3.0 / (config.eps**2 * states.success), weights=weights))
         out["fault_tolerant"] = fault_tolerant_estimate(model_sizes["qubits"], model_sizes["ansatz_layers"],
                                                         model_sizes["degree"], model_sizes["tokens"],
-                                                        args.ft_precision, shots)
+                                                        config.ft_precision, shots)
     return out

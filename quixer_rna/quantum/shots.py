@@ -10,7 +10,7 @@ costs 3 S / p raw shots.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ def score_metrics(logits: torch.Tensor, targets: torch.Tensor, weights: np.ndarr
 
 
 def shots_table(head: HeadFn, states: np.ndarray, success: np.ndarray, qubits: int, targets: torch.Tensor,
-                shot_counts: list[int], seed: int, weights: np.ndarray | None = None) -> list[dict]:
+                shot_counts: Sequence[int], seed: int, weights: np.ndarray | None = None) -> list[dict]:
     """Test metrics when each setting keeps S shots, for each S; one Generator seeded with `seed` draws all."""
     rng = np.random.default_rng(seed)
     rows = []

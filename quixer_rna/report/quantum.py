@@ -1,5 +1,6 @@
 """The report's quantum-cost section, self-contained so it can follow the circuit stage (quixer_circuit.py):
-a strict reader of the keys of resources.json it shows, its record, and its markdown."""
+its record, read from resources.json through its format (quixer_rna.formats.resources: a missing or mistyped
+field is one line naming the file and the field), and its markdown."""
 
 from __future__ import annotations
 
@@ -7,16 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from ..formats.resources import CircuitResources
 from ..quantum.summary import cost_table_rows, select_rows
-from ..runio import read_json
 from .fmt import number, table
 from .strict import Strict
 
 if TYPE_CHECKING:
     from .collect import StageRecord
 
-RESOURCES_FILE = "resources.json"
 SHOTS_SHOWN = 1000  # the test CE column: at this many shots when measured, else at the most measured
 
 
@@ -38,28 +37,20 @@ class QuantumCost:
 
 
 def read_cost(stage: "StageRecord", runs_dir: Path) -> QuantumCost:
-    """resources.json of one circuit stage, strictly."""
-    path = stage.folder / RESOURCES_FILE
-    raw = read_json(path, "resources")
-    res = Strict(raw, path)
-    per_prediction = res.sub("raw_shots_per_prediction")
-    rows = res["shots"]
-    if not isinstance(rows, list):
-        raise UserError(f"{path}: 'shots' is not a list; rerun quixer_circuit.py")
-    by_shots = {}
-    for i, row in enumerate(rows):
-        row = Strict(row, path, f"shots.{i}.")
-        by_shots[row.integer("shots")] = row.number("cross_entropy")
+    """resources.json of one circuit stage, every field checked."""
+    res = CircuitResources.read(stage.folder)
+    by_shots = {row["shots"]: row["cross_entropy"] for row in res.shots}
     shots = SHOTS_SHOWN if SHOTS_SHOWN in by_shots else max(by_shots, default=None)
+    per_prediction = res.raw_shots_per_prediction
     return QuantumCost(
         folder=stage.folder.relative_to(runs_dir).as_posix(),
         run=Strict(stage.args, stage.path, "args.").text("run_dir"),
-        qubits=res.sub("qubits").integer("total"), two_qubit_gates=res.integer("two_qubit_gates"),
-        depth=res.integer("depth"), success_probability=res.sub("success_probability").number("mean"),
-        raw_shots_per_prediction=per_prediction.number("mean_over_windows"), eps=per_prediction.number("eps"),
+        qubits=res.qubits["total"], two_qubit_gates=res.two_qubit_gates, depth=res.depth,
+        success_probability=res.success_probability["mean"],
+        raw_shots_per_prediction=per_prediction["mean_over_windows"], eps=per_prediction["eps"],
         shots=shots, cross_entropy_at_shots=None if shots is None else by_shots[shots],
-        break_even_p2q=res.number_or_none("break_even_p2q"),
-        device_rows=tuple(cost_table_rows(raw)), select_rows=tuple(select_rows(raw)),
+        break_even_p2q=res.break_even_p2q,
+        device_rows=tuple(cost_table_rows(res)), select_rows=tuple(select_rows(res)),
     )
 
 
