@@ -11,6 +11,9 @@ be pointed at another address (see http_fetch).
 A batch is fetched whole into memory, checked (every requested accession.version present, each
 sequence as long as the CSV says), then appended with one write + flush + fsync, so a rerun of the
 same command loses nothing and fetches no id twice.
+
+Why one module of ~410 lines: the summary CSV, the E-utilities client and the resumable fetch loop are the
+RefSeq source end to end; the HTTP layer itself is already apart (quixer_rna.http_fetch).
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ large, nearly unpredictable token streams (k-means tokens of mRNA): there a disc
 cannot back off far enough, and continuation counts flatten the unigram level (every frequent token
 follows nearly every other), so textbook KN ends above the unigram; a large S_m lets an order fall
 back to the one below it, down to the raw unigram.
+
+Why one module of ~530 lines: counting, discounting and scoring share the packed n-gram key layout and the
+per-order tables; KneserNeyModel is one algorithm, and splitting it would spread that layout over files.
 """
 
 from __future__ import annotations

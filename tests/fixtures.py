@@ -95,3 +95,23 @@ class DeviceRecorder(TorchDispatchMode):
             if isinstance(item, torch.Tensor):
                 self.devices.setdefault(item.device.type, set()).add(str(func))
         return out
+
+
+def random_quixer(qubits: int, layers: int, tokens: int, degree: int, seed: int = 0, vocab: int = 6) -> torch.nn.Module:
+    """A tiny QuixerModel with non-trivial parameters, for checking circuits against the simulator: angles
+    spread over several radians, complex LCU coefficients in every quadrant and polynomial coefficients of
+    both signs (c_1 < 0 always)."""
+    from quixer_rna.models import build_model
+
+    torch.manual_seed(seed)
+    config = {"embedding_dim": 8, "qubits": qubits, "ansatz_layers": layers, "qsvt_degree": degree, "dropout": 0.0}
+    model = build_model("quixer", vocab, tokens, config)
+    with torch.no_grad():
+        model.token_angles.weight.normal_(0.0, 1.0)
+        model.token_angles.bias.uniform_(-math.pi, math.pi)
+        model.lcu_real.normal_()
+        model.lcu_imag.normal_()
+        model.poly_coeffs.normal_()
+        model.poly_coeffs[1] = -abs(float(model.poly_coeffs[1])) - 0.2
+        model.readout_angles.uniform_(-math.pi, math.pi)
+    return model.eval()

@@ -15,9 +15,8 @@ import pytest
 import torch
 
 import quixer_circuit as script
-from fixtures import save_quixer_run, write_token_folder
+from fixtures import random_quixer, save_quixer_run, write_token_folder
 from quixer_rna.formats.resources import CircuitResources
-from quixer_rna.models import build_model
 from quixer_rna.quantum.export import from_qasm3, statevector_msb, to_qasm3, to_qiskit
 from quixer_rna.quantum.fault_tolerant import fault_tolerant_estimate
 from quixer_rna.quantum.gatelist import MEASURE_RESET, GateListBuilder
@@ -35,17 +34,7 @@ VOCAB = 6
 
 
 def tiny_model(qubits: int = 2, tokens: int = 3, degree: int = 1, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    config = {"embedding_dim": 8, "qubits": qubits, "ansatz_layers": 1, "qsvt_degree": degree, "dropout": 0.0}
-    model = build_model("quixer", VOCAB, tokens, config)
-    with torch.no_grad():
-        model.token_angles.weight.normal_(0.0, 1.0)
-        model.token_angles.bias.uniform_(-math.pi, math.pi)
-        model.lcu_real.normal_()
-        model.lcu_imag.normal_()
-        model.poly_coeffs.normal_()
-        model.readout_angles.uniform_(-math.pi, math.pi)
-    return model.eval()
+    return random_quixer(qubits, 1, tokens, degree, seed, vocab=VOCAB)
 
 
 def test_gate_list_is_pennylanes_decomposition_with_measurements_in_place():

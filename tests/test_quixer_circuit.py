@@ -16,7 +16,7 @@ import torch
 qml = pytest.importorskip("pennylane")
 
 import quixer_circuit as script  # noqa: E402
-from fixtures import save_quixer_run, write_token_folder  # noqa: E402
+from fixtures import random_quixer, save_quixer_run, write_token_folder  # noqa: E402
 from quixer_rna import checkpoint as ckpt  # noqa: E402
 from quixer_rna.cli import config_from_args, config_record  # noqa: E402
 from quixer_rna.errors import UserError  # noqa: E402
@@ -39,20 +39,7 @@ VOCAB = 6
 
 
 def quixer(qubits: int, layers: int, tokens: int, degree: int, seed: int = 0) -> torch.nn.Module:
-    """A tiny QuixerModel with non-trivial parameters: angles spread over several radians, complex LCU
-    coefficients in every quadrant and polynomial coefficients of both signs (c_1 < 0 always)."""
-    torch.manual_seed(seed)
-    config = {"embedding_dim": 8, "qubits": qubits, "ansatz_layers": layers, "qsvt_degree": degree, "dropout": 0.0}
-    model = build_model("quixer", VOCAB, tokens, config)
-    with torch.no_grad():
-        model.token_angles.weight.normal_(0.0, 1.0)
-        model.token_angles.bias.uniform_(-math.pi, math.pi)
-        model.lcu_real.normal_()
-        model.lcu_imag.normal_()
-        model.poly_coeffs.normal_()
-        model.poly_coeffs[1] = -abs(float(model.poly_coeffs[1])) - 0.2
-        model.readout_angles.uniform_(-math.pi, math.pi)
-    return model.eval()
+    return random_quixer(qubits, layers, tokens, degree, seed, vocab=VOCAB)
 
 
 def trained_quixer(qubits: int, layers: int, tokens: int, degree: int, steps: int = 15) -> tuple[torch.nn.Module, dict]:

@@ -18,6 +18,9 @@ A window is a view, never a stored row: `window_size` consecutive k-mers of one 
 index within the transcript is a multiple of `window_step`. Windows are numbered in stream order (transcript
 by transcript, start by start), which is the order of the sentences.txt export. Every file is memory-mapped
 or small, so opening a split costs O(stretches), not O(k-mers), and nothing per window is ever stored.
+
+Why one module of ~550 lines: it is the one owner of the stream format (writer, metadata, reader, views and
+the checks that tie them together), as the developers' guide asks; its parts change together.
 """
 
 from __future__ import annotations

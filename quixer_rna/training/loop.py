@@ -17,6 +17,10 @@ Distributed (torchrun): each global batch (the same as in one process) is split 
 averaged by DistributedDataParallel, metric sums are all-reduced, the test split is evaluated in shards and
 gathered, and only rank 0 writes files. No host synchronisation happens per step on a GPU: loss sums and the
 finiteness flag stay on the device and are read at evaluations and checkpoints.
+
+Why one module of ~530 lines: the Trainer's state (step, epoch, best, patience, RNG) is shared by the
+batch loop, evaluation, early stopping and exact resumption; split apart, each piece would reach into the
+others' state.
 """
 
 from __future__ import annotations
