@@ -138,10 +138,13 @@ def test_another_version_names_the_command_that_rebuilds_the_folder(tmp_path):
     message = refused(StreamMetadata.read, folder, f"{folder / 'metadata.json'}: k-mer stream version 2, this code "
                       "reads 1; rebuild it: python prepare_autoregressive_data.py --fasta rna.fa --output_dir data")
     assert message.count("--overwrite") == 1
-    # An embedding folder of version 1 says "window_length": refused, not read with the window size missing.
+    # An embedding folder of version 1 said "window_length": it is upgraded (a renamed key), not refused and not
+    # read with the window size missing; version 0 has no upgrade and is refused.
     embedding_metadata().write(tmp_path / "emb")
     rewrite(tmp_path / "emb", lambda d: d.update(version=1, window_length=d.pop("window_size")))
-    refused(EmbeddingMetadata.read, tmp_path / "emb", "embedding format version 1, this code reads 2",
+    assert EmbeddingMetadata.read(tmp_path / "emb") == embedding_metadata()
+    rewrite(tmp_path / "emb", lambda d: d.update(version=0))
+    refused(EmbeddingMetadata.read, tmp_path / "emb", "embedding format version 0, this code reads 2",
             f"rebuild it: python lambeq_encoder.py --data_dir PREPARE_DIR --output_dir {tmp_path / 'emb'} --overwrite")
     token_metadata().write(tmp_path / "tokens")
     rewrite(tmp_path / "tokens", lambda d: d.update(version=0))

@@ -46,9 +46,15 @@ def _legacy(folder: Path) -> str | None:
             "prepare_autoregressive_data.py output")
 
 
+def _window_size_key(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: the window size was "window_length"."""
+    return {("window_size" if key == "window_length" else key): value for key, value in data.items()}
+
+
 EMBEDDING_FORMAT = FolderFormat(
     name=FORMAT, version=VERSION, title="embedding format", what="an embedding folder", flag="--embeddings_dir",
-    expected="the output folder of lambeq_encoder.py", rebuild=_rebuild, legacy=_legacy)
+    expected="the output folder of lambeq_encoder.py", rebuild=_rebuild, legacy=_legacy,
+    upgrades={1: _window_size_key})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,7 +4,8 @@ Each format module declares its metadata as a frozen dataclass deriving from `Me
 folder in a `FolderFormat`: the format's name and version, how a user names such a folder, the command that
 rebuilds one and, where an earlier layout existed, how to recognise it. `Metadata.read` checks in order that
 the folder exists, that it holds the file, that the file is a JSON object of this format (else the legacy hint,
-where the format has one) and of this version (else one line naming the command that rebuilds the folder), and
+where the format has one) and of this version (an earlier version is upgraded where only a key was renamed; else
+one line naming the command that rebuilds the folder), and
 then every field: a field without a default must be there, and every field there must have its declared type.
 Each problem is one UserError naming the file and the field.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import functools
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, TypeVar, Union
 
@@ -60,6 +61,9 @@ class FolderFormat:
     rebuild: Callable[[Path], str]  # folder -> one clause naming the command that rebuilds it
     legacy: Callable[[Path], str | None] = lambda folder: None  # folder -> the message for an earlier layout
     file: str = METADATA_FILE
+    # version v -> the function that turns metadata of version v into version v + 1, where the change was only
+    # in metadata.json (a renamed key), so folders written before it still open without a rebuild
+    upgrades: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
 
     def named(self, folder: Path) -> str:
         return f"{self.flag} {folder}" if self.flag else str(folder)
@@ -77,6 +81,8 @@ def read_versioned(folder: str | Path, form: FolderFormat) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != form.name:
         found = data.get("format") if isinstance(data, dict) else None
         raise UserError(form.legacy(folder) or f"{path}: not {form.what} (format {found!r}); give {form.expected}")
+    while data.get("version") in form.upgrades and data["version"] < form.version:
+        data = {**form.upgrades[data["version"]](data), "version": data["version"] + 1}
     if data.get("version") != form.version:
         raise UserError(f"{path}: {form.title} version {data.get('version')}, this code reads {form.version}; "
                         f"{form.rebuild(folder)}")
