@@ -1,7 +1,8 @@
 """run_pipeline.sh end to end on synthetic data (--quick): a raw k-mer study with two seeds killed in the
 middle of training and rerun to the end, a cluster study with tuning and data scaling (both with the capped
 protocol, to stay quick), a cluster study under the converge protocol with the controls, one-line errors naming
-the failed stage, and a second pipeline on the same --out refused."""
+the failed stage, a second pipeline on the same --out refused, and the raw study's outputs against a recorded
+reference (what a refactoring must not change)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from quixer_rna.study.__main__ import main as study_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "run_pipeline.sh"
+REFERENCE = ROOT / "tests" / "data" / "quick_raw_reference.json"
+LOSS_TOLERANCE = 2e-3  # nats: floating-point noise of a few hundred CPU steps, far below any real change
 NEURAL = ("quixer", "lstm", "transformer", "fnet")
 LABELS = ("Quixer", "LSTM", "Transformer", "FNet")
 
@@ -199,3 +202,35 @@ def test_a_second_pipeline_on_the_same_out_is_refused(tmp_path):
         holder.wait()
     assert proc.returncode == 2
     assert "another pipeline" in proc.stderr and str(out) in proc.stderr
+
+
+def _fingerprint(out: Path) -> dict:
+    """What a refactoring must leave as it is: the data stages' files (checksums recorded in their metadata),
+    the stage folders, and every model's test and validation loss."""
+    prepare = json.loads((out / "prepare" / "metadata.json").read_text())
+    models = {}
+    for metrics in sorted((out / "raw").glob("*/metrics.json")):
+        record = json.loads(metrics.read_text())
+        models[metrics.parent.name] = {"test": record["test"]["loss"], "val": record["val"]["loss"]}
+    return {"streams": {split: prepare["splits"][split]["sha256"] for split in ("train", "val", "test")},
+            "windows": prepare["windows"],
+            "folders": sorted(path.name for path in out.iterdir() if path.is_dir()),
+            "models": models}
+
+
+@pytest.mark.slow
+def test_quick_study_outputs_equal_the_recorded_reference(raw_study):
+    """A --quick raw study gives the streams, folders and losses recorded in tests/data (QUIXER_RNA_RECORD=1
+    rewrites the reference after a change meant to alter them; say so in the commit)."""
+    out, _, _ = raw_study
+    found = _fingerprint(out)
+    if os.environ.get("QUIXER_RNA_RECORD") == "1":
+        REFERENCE.write_text(json.dumps(found, indent=2, sort_keys=True) + "\n")
+    expected = json.loads(REFERENCE.read_text())
+    assert {key: found[key] for key in ("streams", "windows", "folders")} == \
+        {key: expected[key] for key in ("streams", "windows", "folders")}
+    assert set(found["models"]) == set(expected["models"])
+    for name, losses in expected["models"].items():
+        for split, loss in losses.items():
+            assert found["models"][name][split] == pytest.approx(loss, abs=LOSS_TOLERANCE), (name, split)
+
