@@ -170,3 +170,26 @@ def test_timings_are_read_strictly(tmp_path):
     (runs / "timings.json").write_text(json.dumps({"settings": {}, "stages": [{"stage": "prepare", "status": "x"}]}))
     with pytest.raises(UserError, match=r"timings.json: no 'stages.0.seconds'"):
         report.make_report(runs, n_boot=20)
+
+
+def test_the_dataset_table_says_what_soft_masking_and_the_region_split_left_out(tmp_path):
+    """A chromosome with an N run and lowercase repeats, split by region with --soft_masked drop: the report's
+    dataset table gives the bases read and the bases each rule left out, as metadata.json counts them."""
+    rng = random.Random(1)
+    bases = []
+    for i in range(60):
+        block = "".join(rng.choice("ACGT") for _ in range(1000))
+        bases.append(block.lower() if i % 5 == 0 else block)
+    bases.insert(30, "N" * 500)
+    (tmp_path / "chr.fa").write_text(">chrT\n" + "".join(bases) + "\n")
+    assert prep.main(["--fasta", str(tmp_path / "chr.fa"), "--output_dir", str(tmp_path / "prepare"), "--window_size",
+                      "8", "--split_by", "region", "--block_size", "2000", "--soft_masked", "drop"]) == 0
+    meta = json.loads((tmp_path / "prepare" / "metadata.json").read_text())
+    assert meta["soft_masked"] == "drop" and meta["bases_left_out"]["soft_masked"] == 12 * 1000
+    result = report.make_report(tmp_path, n_boot=20)
+    assert result["dataset"]["soft_masked"] == "drop"
+    row = next(line for line in (tmp_path / "report.md").read_text().splitlines()
+               if line.startswith("| bases read, left out |"))
+    left = meta["bases_left_out"]
+    assert f"{meta['total_nucleotides']:,}; soft-masked (lowercase) 12,000, --soft_masked drop" in row
+    assert f"non_acgt {left['non_acgt']:,}, guard {left['guard']:,}, soft_masked 12,000" in row

@@ -93,6 +93,11 @@ def dataset_section(dataset: Dataset | None, tokenizer: Tokenizer) -> list[str]:
              ["window size, step (k-mers)", f"{dataset.window_size}, {dataset.window_step}"],
              ["split", f"--split_by {dataset.split_by}: {dataset.split_rule}"],
              ["minimum length (nt)", f"{dataset.min_length:,}"], ["skipped", fmt.plain(dataset.skipped)]]
+    if dataset.total_nucleotides is not None and dataset.bases_left_out is not None:
+        masked = (f"; soft-masked (lowercase) {dataset.soft_masked_bases or 0:,}, --soft_masked {dataset.soft_masked}"
+                  if dataset.soft_masked else "")
+        lines.append(["bases read, left out", f"{dataset.total_nucleotides:,}{masked}; left out: "
+                      + ", ".join(f"{name} {count:,}" for name, count in dataset.bases_left_out.items())])
     sources = sorted({name for s in dataset.splits for name in s.gene_sources})
     lines.append(["gene from (transcripts)", "; ".join(
         f"{s.split}: " + ", ".join(f"{name} {s.gene_sources.get(name, 0):,}" for name in sources) for s in dataset.splits)])

@@ -74,6 +74,8 @@ def read_dataset(prepare: StageRecord, runs_dir: Path) -> Dataset:
         window_size=meta.window_size, window_step=meta.window_step, split_by=meta.split_by,
         split_rule=meta.split_rule, min_length=meta.min_length, skipped=meta.skipped, leak=leak,
         leak_genes=leak_genes(prepare.folder) if leak.computed else (),
+        total_nucleotides=meta.total_nucleotides, soft_masked=meta.soft_masked,
+        soft_masked_bases=meta.soft_masked_bases, bases_left_out=meta.bases_left_out,
     )
 
 

@@ -74,6 +74,10 @@ class Dataset:
     skipped: dict[str, int]
     leak: Leak
     leak_genes: tuple[LeakGene, ...]
+    total_nucleotides: int | None = None  # read from the FASTA (None: a folder of an earlier version)
+    soft_masked: str | None = None  # --soft_masked keep|drop
+    soft_masked_bases: int | None = None  # lowercase bases read
+    bases_left_out: dict[str, int] | None = None  # non_acgt, guard, soft_masked
 
 
 @dataclass(frozen=True)
