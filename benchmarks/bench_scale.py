@@ -66,7 +66,8 @@ def _limit(gib: int):
 
 
 def _stage(argv: list[str], limit_gib: int, log: Path) -> dict:
-    """Run one stage process; its wall time and peak RSS (ru_maxrss of that child alone)."""
+    """Run one stage process; its wall time, CPU time (user + system of that child: the figure that holds on a
+    loaded machine) and peak RSS (ru_maxrss of that child alone)."""
     started = time.perf_counter()
     with open(log, "w") as handle:
         proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
@@ -75,7 +76,18 @@ def _stage(argv: list[str], limit_gib: int, log: Path) -> dict:
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"bench_scale: {' '.join(argv[:1])} failed; see {log}")
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def _lowercase_runs(n: int, rng) -> "np.ndarray":
+    """A mask of alternating uppercase and lowercase runs of exponential length (mean 300 nt) over n bases."""
+    import numpy as np
+
+    runs = rng.exponential(300, size=n // 150 + 64).astype(np.int64) + 1
+    while runs.sum() < n:
+        runs = np.concatenate((runs, rng.exponential(300, size=n // 300 + 64).astype(np.int64) + 1))
+    lower = (np.arange(runs.size) % 2).astype(bool) ^ bool(rng.integers(0, 2))
+    return np.repeat(lower, runs)[:n]
 
 
 def write_genome(path: Path, mbp: int, seed: int, chunk: int = 1 << 23) -> int:
@@ -96,22 +108,11 @@ def write_genome(path: Path, mbp: int, seed: int, chunk: int = 1 << 23) -> int:
                 middle = length // 2
                 gaps.append((middle, middle + int(0.03 * length)))
                 gaps += [(int(g), int(g) + int(rng.integers(50, 50_000))) for g in rng.integers(0, length, length // 2_000_000)]
-            written, lower = 0, bool(rng.integers(0, 2))
-            run_left = int(rng.exponential(300)) + 1
+            written = 0
             while written < length:
                 n = min(chunk, length - written)
                 bases = letters[np.searchsorted([0.295, 0.5, 0.705], rng.random(n))].copy()
-                # alternate uppercase and lowercase runs of exponential length (mean 300 nt)
-                position = 0
-                mask = np.zeros(n, dtype=bool)
-                while position < n:
-                    take = min(run_left, n - position)
-                    mask[position:position + take] = lower
-                    position += take
-                    run_left -= take
-                    if run_left == 0:
-                        lower, run_left = not lower, int(rng.exponential(300)) + 1
-                bases[mask] += 32
+                bases[_lowercase_runs(n, rng)] += 32
                 for start, end in gaps:
                     a, b = max(start, written), min(end, written + n)
                     if a < b:
@@ -182,7 +183,7 @@ def measure(n: int, args: argparse.Namespace, genome_mbp: int = 0) -> dict:
         started = time.perf_counter()
         fasta = work / "genome.fa"
         write_genome(fasta, genome_mbp, args.seed)
-        rows["genome"] = {"seconds": time.perf_counter() - started, "peak_rss_mib": float("nan"),
+        rows["genome"] = {"seconds": time.perf_counter() - started, "cpu_seconds": float("nan"), "peak_rss_mib": float("nan"),
                           "disk_bytes": fasta.stat().st_size}
         prepare_argv = ["--split_by", "region"]
         first = []
@@ -235,15 +236,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"bench_scale: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, limit {args.memory_limit_gib} GiB "
           "per process")
     results = [measure(n, args) for n in args.transcripts] + [measure(0, args, mbp) for mbp in args.genome_mbp]
-    print(f"\n{'data':>11} {'windows':>11} {'stage':<14} {'wall s':>8} {'peak MiB':>9} {'disk MB':>9} {'B/window':>9}")
+    print(f"\n{'data':>11} {'windows':>11} {'stage':<14} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} {'disk MB':>9} "
+          f"{'B/window':>9}")
     for result in results:
         for name, row in result["stages"].items():
             print(f"{result['label']:>11} {result['windows']:>11,} {name:<14} {row['seconds']:>8.1f} "
-                  f"{row['peak_rss_mib']:>9.0f} {row['disk_bytes'] / 1e6:>9.1f} {row['bytes_per_window']:>9.2f}")
+                  f"{row['cpu_seconds']:>8.1f} {row['peak_rss_mib']:>9.0f} {row['disk_bytes'] / 1e6:>9.1f} {row['bytes_per_window']:>9.2f}")
             if "phases" in row:
                 print(f"{'':>11} {'':>11} {'':<14} " + ", ".join(f"{k} {v:.1f} s" for k, v in row["phases"].items()))
-        data_stages = sum(result["stages"][s]["seconds"] for s in ("prepare", "encode", "quantize", "ngram"))
-        print(f"{'':>11} {'':>11} {'4 stages':<14} {data_stages:>8.1f}  (prepare + encode + quantize + n-gram)")
+        data = [result["stages"][s] for s in ("prepare", "encode", "quantize", "ngram")]
+        print(f"{'':>11} {'':>11} {'4 stages':<14} {sum(r['seconds'] for r in data):>8.1f} "
+              f"{sum(r['cpu_seconds'] for r in data):>8.1f}  (prepare + encode + quantize + n-gram)")
         t = result["trainer"]
         print(f"{'':>11} {'':>11} {'trainer':<14} first step {t['first_step_s']:.1f} s after launch, median step "
               f"{t['median_step_ms']:.1f} ms, peak {t['peak_rss_mib']:.0f} MiB")

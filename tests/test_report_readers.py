@@ -188,8 +188,9 @@ def test_the_dataset_table_says_what_soft_masking_and_the_region_split_left_out(
     assert meta["soft_masked"] == "drop" and meta["bases_left_out"]["soft_masked"] == 12 * 1000
     result = report.make_report(tmp_path, n_boot=20)
     assert result["dataset"]["soft_masked"] == "drop"
-    row = next(line for line in (tmp_path / "report.md").read_text().splitlines()
-               if line.startswith("| bases read, left out |"))
+    md = (tmp_path / "report.md").read_text()
+    assert "| blocks (the unit kept whole) |" in md and "| transcripts |" not in md
+    row = next(line for line in md.splitlines() if line.startswith("| bases read, left out |"))
     left = meta["bases_left_out"]
     assert f"{meta['total_nucleotides']:,}; soft-masked (lowercase) 12,000, --soft_masked drop" in row
     assert f"non_acgt {left['non_acgt']:,}, guard {left['guard']:,}, soft_masked 12,000" in row

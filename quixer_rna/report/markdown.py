@@ -85,9 +85,12 @@ def dataset_section(dataset: Dataset | None, tokenizer: Tokenizer) -> list[str]:
     if dataset is None:
         return out + ["No completed prepare stage in this folder.", ""]
     per_split = lambda attr: " / ".join(f"{s.split} {getattr(s, attr):,}" for s in dataset.splits)  # noqa: E731
+    # split by region, the units are blocks of the input's records, not transcripts or genes
+    units, groups = ("blocks", "blocks (the unit kept whole)") if dataset.split_by == "region" else \
+        ("transcripts", "genes (the unit kept whole)")
     lines = [["folder", f"`{dataset.folder}`"],
-             ["transcripts", f"{dataset.transcripts:,} ({per_split('transcripts')})"],
-             ["genes (the unit kept whole)", f"{dataset.genes:,} ({per_split('genes')})"],
+             [units, f"{dataset.transcripts:,} ({per_split('transcripts')})"],
+             [groups, f"{dataset.genes:,} ({per_split('genes')})"],
              ["windows", f"{dataset.windows:,} ({per_split('windows')})"],
              ["k, stride (nt)", f"{dataset.k}, {dataset.stride}"],
              ["window size, step (k-mers)", f"{dataset.window_size}, {dataset.window_step}"],
