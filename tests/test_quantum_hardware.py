@@ -260,3 +260,11 @@ def test_cli_windows_and_sampling_are_exclusive(tmp_path, capsys):
                         "--windows", "0:2", "--windows_per_transcript", "1"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "--windows_per_transcript" in err[0]
+
+
+def test_a_fidelity_below_a_float_is_written_from_its_log10():
+    from quixer_rna.quantum.summary import _fidelity
+
+    assert _fidelity({"estimated_success": 0.0, "log10_estimated_success": -136.8}) == "1.6e-137"
+    assert _fidelity({"estimated_success": 6.3e-10, "log10_estimated_success": -9.2}) == "6.3e-10"
+    assert _fidelity({"estimated_success": 0.28, "log10_estimated_success": -0.553}) == "0.28"

@@ -12,6 +12,8 @@ Both return [] when the stage measured no such section.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from ..formats.resources import CircuitResources, TargetCost
@@ -26,9 +28,11 @@ def _number(value: Any, spec: str = ".3g") -> str:
 
 
 def _fidelity(row: TargetCost) -> str:
+    """The estimated success; below 1e-3 from its log10 (a product of many fidelities underflows a float)."""
     if row["estimated_success"] >= 1e-3:
         return f"{row['estimated_success']:.3g}"
-    return f"1e{row['log10_estimated_success']:.1f}"
+    exponent = math.floor(row["log10_estimated_success"])
+    return f"{10 ** (row['log10_estimated_success'] - exponent):.1f}e{exponent}"
 
 
 def cost_table_rows(resources: CircuitResources) -> list[str]:
