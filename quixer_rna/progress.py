@@ -46,11 +46,12 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Count work done towards `total`; see the module docstring."""
+    """Count work done towards `total` (None: unknown, as for the records of a FASTA being read: the log line
+    then gives the count and rate, no ETA); see the module docstring."""
 
     def __init__(
         self,
-        total: int,
+        total: int | None,
         desc: str,
         *,
         unit: str = "step",
@@ -87,13 +88,16 @@ class Progress:
         now = time.monotonic() if now is None else now
         elapsed = now - self._started
         rate = (self.done - self._start_done) / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else float("nan")
         extra = ""
         if self.report is not None:
             extra = " " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.report().items())
-        eta = _duration(left) if left == left else "?"
-        LOG.info("%s: %d/%d %s%s, %.3g %s/s, ETA %s", self.desc, self.done, self.total, self.unit + "s", extra,
-                 rate, self.unit, eta)
+        if self.total is None:
+            LOG.info("%s: %d %s%s, %.3g %s/s", self.desc, self.done, self.unit + "s", extra, rate, self.unit)
+        else:
+            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            eta = _duration(left) if left == left else "?"
+            LOG.info("%s: %d/%d %s%s, %.3g %s/s, ETA %s", self.desc, self.done, self.total, self.unit + "s", extra,
+                     rate, self.unit, eta)
         self._last_time, self._last_done = now, self.done
 
     def close(self) -> None:

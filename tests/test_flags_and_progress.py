@@ -214,6 +214,12 @@ def test_progress_logs_every_n_steps_or_seconds(caplog, monkeypatch):
     # a resumed count (initial 40) rates only the work done here; ETA of the rest at that rate
     assert lines == ["timed: 70/100 steps, 1 step/s, ETA 0:30", "timed: 100/100 steps, 1 step/s, ETA 0:00"]
     caplog.clear()
+    with Progress(None, "rna.fa", unit="record", every=Every(steps=2)) as bar:  # an unknown total: no ETA
+        for _ in range(4):
+            clock[0] += 0.5
+            bar.update()
+    assert [r.getMessage() for r in caplog.records] == ["rna.fa: 2 records, 2 record/s", "rna.fa: 4 records, 2 record/s"]
+    caplog.clear()
     with Progress(5, "off", every=Every(steps=1), enabled=False) as bar:  # ranks > 0 stay quiet
         for _ in range(5):
             bar.update()

@@ -109,7 +109,7 @@ def collect(config: PrepareConfig) -> Collected:
     record_number = 0
     for path in config.fasta:
         records = 0
-        with Progress(0, Path(path).name, unit="record", every=config.log_every) as progress:
+        with Progress(None, Path(path).name, unit="record", every=config.log_every) as progress:
             for header, digits, lowercase in read_records(path, config.soft_masked):
                 records += 1
                 record_number += 1
