@@ -52,11 +52,12 @@ def run_prepare_classical(config: RawTokensConfig) -> int:
         seen = np.zeros(4**k, dtype=bool)
         counts = {}
         for name, split in stream.splits.items():
-            present = np.unique(np.asarray(split.kmers))
-            seen[present.astype(np.int64)] = True
+            present = split.present()
+            seen |= present
+            distinct = int(np.count_nonzero(present))
             counts[name] = {"windows": split.num_windows, "transcripts": len(split.transcripts),
-                            "distinct_kmers": int(present.size)}
-            LOG.info("%s: %d windows, %d distinct k-mers", name, split.num_windows, present.size)
+                            "distinct_kmers": distinct}
+            LOG.info("%s: %d windows, %d distinct k-mers", name, split.num_windows, distinct)
         seen_ids = np.flatnonzero(seen)
         atomic_write_json(output_dir / VOCAB_FILE, {
             "k": k,

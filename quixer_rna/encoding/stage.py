@@ -127,17 +127,8 @@ def table_kmers(stream: StreamData) -> np.ndarray | None:
         return None
     present = np.zeros(4**stream.k, dtype=bool)
     for split in stream.splits.values():
-        present |= _present(split.kmers, 4**stream.k)
+        present |= split.present()
     return np.flatnonzero(present)
-
-
-def _present(kmers: np.ndarray, size: int, chunk: int = 1 << 24) -> np.ndarray:
-    """Which of `size` k-mer ids occur in a (memory-mapped) stream, read in chunks: a genome's stream is
-    hundreds of millions of ids, and one int64 copy of it would be several GiB."""
-    present = np.zeros(size, dtype=bool)
-    for begin in range(0, len(kmers), chunk):
-        present[np.asarray(kmers[begin:begin + chunk], dtype=np.int64)] = True
-    return present
 
 
 def open_input(config: EncodeConfig) -> tuple[StreamData, np.ndarray | None]:
@@ -192,7 +183,7 @@ def export_dense_splits(context: str, stream: StreamData, table: KmerTable, outp
 
 def distinct_kmers(stream: StreamData) -> dict[str, int]:
     """How many different k-mers each split holds."""
-    return {name: int(np.count_nonzero(_present(split.kmers, 4**stream.k))) for name, split in stream.splits.items()}
+    return {name: int(np.count_nonzero(split.present())) for name, split in stream.splits.items()}
 
 
 def lambeq_version() -> str | None:

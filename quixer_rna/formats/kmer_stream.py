@@ -370,6 +370,14 @@ class KmerStream:
         return KmerStream(self.folder, self.split, self.k, self.stride, self.window_size, self.window_step,
                           self.kmers, self.segments[keep], row_base=self.row_base[keep], _transcripts=self._transcripts)
 
+    def present(self, chunk: int = 1 << 24) -> np.ndarray:
+        """bool [4^k]: which k-mer ids occur in the split's whole stream (a subset view shares it), read in
+        chunks: a genome's stream is hundreds of millions of ids, and one int64 copy of it several GiB."""
+        seen = np.zeros(4**self.k, dtype=bool)
+        for begin in range(0, len(self.kmers), chunk):
+            seen[np.asarray(self.kmers[begin:begin + chunk], dtype=np.int64)] = True
+        return seen
+
     def iter_chunks(self, size: int) -> Iterator[tuple[int, int]]:
         """(begin, end) window ranges of at most `size`, covering every window in order."""
         for begin in range(0, self.num_windows, size):
