@@ -240,10 +240,17 @@ def test_early_stopping_on_val_loss(tmp_path, data):
     # lr 0 never improves after evaluation 1, so patience 2 stops after epoch 3 of 10.
     result = train_model("tiny_test", {"dim": 8}, data, config(epochs=10, lr=0.0, patience=2), tmp_path / "a")
     assert result["epochs_run"] == 3 and result["best_epoch"] == 1 and result["stopped_early"] is True
-    # patience counts evaluations, not epochs: with --eval_every 2 (steps 2, 4, 6 of epoch 1) it stops at step 6
-    result = train_model("tiny_test", {"dim": 8}, data, config(epochs=10, lr=0.0, patience=2, eval_every=2),
-                         tmp_path / "b")
+    # patience counts evaluations, not epochs: with --eval_every 2 (steps 2, 4, 6 of epoch 1) and --min_epochs 0
+    # it stops at step 6
+    result = train_model("tiny_test", {"dim": 8}, data,
+                         config(epochs=10, lr=0.0, patience=2, eval_every=2, min_epochs=0), tmp_path / "b")
     assert (result["evaluations"], result["steps"], result["epochs_run"]) == (3, 6, 1)
+    assert (result["best_epoch"], result["best_step"], result["stopped_early"]) == (1, 2, True)
+    # by default the evaluations of epoch 1 do not count, so a model on its starting plateau sees every window once
+    result = train_model("tiny_test", {"dim": 8}, data, config(epochs=10, lr=0.0, patience=2, eval_every=2),
+                         tmp_path / "d")
+    # (steps 2, 4, 6 of epoch 1), so it stops at step 10, the second evaluation of epoch 2
+    assert (result["evaluations"], result["steps"], result["epochs_run"]) == (5, 10, 1)
     assert (result["best_epoch"], result["best_step"], result["stopped_early"]) == (1, 2, True)
     # the last epoch ending is not an early stop
     result = train_model("tiny_test", {"dim": 8}, data, config(epochs=3, lr=0.0, patience=2), tmp_path / "c")

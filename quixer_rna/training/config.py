@@ -56,6 +56,12 @@ class TrainConfig:
         "type": nonnegative_int,
         "help": "stop after this many evaluations (epoch ends, and every --eval_every steps) without a better val "
                 "loss; 0 = never stop early"})
+    min_epochs: int = field(default=1, metadata={
+        "type": nonnegative_int,
+        "help": "evaluations inside the first N epochs never count toward --patience: a model still on the "
+                "unigram plateau it starts from is not stopped before it has seen the training windows N times "
+                "(with --eval_every the patience would otherwise shrink, in epochs, as the data grow); 0 = count "
+                "from the first evaluation"})
     max_steps_per_epoch: int = field(default=0, metadata={
         "type": nonnegative_int,
         "help": "cap on optimiser steps per epoch (a fresh random subset each epoch); 0 = all windows"})

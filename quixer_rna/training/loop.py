@@ -348,7 +348,7 @@ class Trainer:
         if improved:
             state.best_val_loss, state.best_epoch, state.best_step, state.bad_evaluations = (
                 val["loss"], epoch, state.global_step, 0)
-        else:
+        elif epoch > self.config.min_epochs:
             state.bad_evaluations += 1
         state.history = [*state.history, row]
         state.train_sums = empty_sums().to(self.device)
