@@ -240,21 +240,44 @@ def test_early_stopping_on_val_loss(tmp_path, data):
     # lr 0 never improves after evaluation 1, so patience 2 stops after epoch 3 of 10.
     result = train_model("tiny_test", {"dim": 8}, data, config(epochs=10, lr=0.0, patience=2), tmp_path / "a")
     assert result["epochs_run"] == 3 and result["best_epoch"] == 1 and result["stopped_early"] is True
-    # patience counts evaluations, not epochs: with --eval_every 2 (steps 2, 4, 6 of epoch 1) and --min_epochs 0
-    # it stops at step 6
+    # patience counts evaluations, not epochs: with --eval_every 2 (steps 2, 4, 6 of epoch 1) and
+    # --patience_epochs 0 it stops at step 6
     result = train_model("tiny_test", {"dim": 8}, data,
-                         config(epochs=10, lr=0.0, patience=2, eval_every=2, min_epochs=0), tmp_path / "b")
+                         config(epochs=10, lr=0.0, patience=2, eval_every=2, patience_epochs=0), tmp_path / "b")
     assert (result["evaluations"], result["steps"], result["epochs_run"]) == (3, 6, 1)
     assert (result["best_epoch"], result["best_step"], result["stopped_early"]) == (1, 2, True)
-    # by default the evaluations of epoch 1 do not count, so a model on its starting plateau sees every window once
+    # by default the best must also be an epoch (6 steps) old: the stop moves to step 8, in epoch 2
     result = train_model("tiny_test", {"dim": 8}, data, config(epochs=10, lr=0.0, patience=2, eval_every=2),
                          tmp_path / "d")
-    # (steps 2, 4, 6 of epoch 1), so it stops at step 10, the second evaluation of epoch 2
-    assert (result["evaluations"], result["steps"], result["epochs_run"]) == (5, 10, 1)
-    assert (result["best_epoch"], result["best_step"], result["stopped_early"]) == (1, 2, True)
+    assert (result["evaluations"], result["steps"], result["epochs_run"]) == (4, 8, 1)
+    assert (result["best_epoch"], result["best_step"], result["converged"]) == (1, 2, True)
     # the last epoch ending is not an early stop
     result = train_model("tiny_test", {"dim": 8}, data, config(epochs=3, lr=0.0, patience=2), tmp_path / "c")
     assert result["epochs_run"] == 3 and result["stopped_early"] is False
+
+
+def test_a_stopped_run_continues_under_a_more_patient_rule_as_if_started_under_it(tmp_path, data):
+    """The stopping rule decides only where a trajectory ends: rerun under a more patient rule, a stopped run
+    continues and ends exactly where a run started under that rule ends."""
+    hasty = dict(epochs=6, lr=0.2, eval_every=2, patience=1, patience_epochs=0)
+    first = train_model("tiny_test", {"dim": 8}, data, config(**hasty), tmp_path / "a")
+    assert first["stopped_early"] and first["steps"] < 36
+    patient = dict(hasty, patience_epochs=2)
+    continued = train_model("tiny_test", {"dim": 8}, data, config(**patient), tmp_path / "a")
+    fresh = train_model("tiny_test", {"dim": 8}, data, config(**patient), tmp_path / "b")
+    assert continued["steps"] > first["steps"]
+    for key in ("steps", "best_step", "evaluations", "stopped_by", "converged", "test", "windows_seen"):
+        assert continued[key] == fresh[key], key
+    assert continued["train_config"]["patience_epochs"] == 2
+    history = [(r["step"], r["val_loss"]) for r in map(json.loads, (tmp_path / "a" / "metrics.jsonl").open())]
+    assert history == [(r["step"], r["val_loss"]) for r in map(json.loads, (tmp_path / "b" / "metrics.jsonl").open())]
+
+
+def test_a_rule_that_would_have_stopped_a_run_earlier_is_refused(tmp_path, data):
+    train_model("tiny_test", {"dim": 8}, data, config(lr=0.0, eval_every=2), tmp_path)  # patience 0: the budget
+    with pytest.raises(UserError, match=r"would have stopped it at step 4, before it ended; pass --overwrite"):
+        train_model("tiny_test", {"dim": 8}, data, config(lr=0.0, eval_every=2, patience=1, patience_epochs=0),
+                    tmp_path)
 
 
 def test_nan_loss_stops_with_message_and_keeps_good_checkpoint(tmp_path, data):

@@ -11,7 +11,7 @@ mistyped field is one line naming the file and the field.
     references        uniform_perplexity, unigram_perplexity (the same targets)
     parameters        trainable parameters (n-gram: stored n-gram types; Markov: counts)
     train_seconds, train (fraction of the training genes, windows, kmers, ...), model_config, windows (per split)
-    neural models     converged (the validation loss stopped improving for --patience evaluations), stopped_by
+    neural models     converged (no better val loss for --patience evaluations and --patience_epochs), stopped_by
                       ("patience" or "budget"), windows_seen, epochs_seen, epochs_run, steps, evaluations,
                       best_epoch, best_step, stopped_early, optimizer, train_config, context_length, extra (model
                       metrics such as mean_postselection), device, world_size

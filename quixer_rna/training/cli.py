@@ -63,9 +63,11 @@ def _train_or_report(stage_name: str, stage: TrainerStageConfig, train: TrainCon
         resume = (output_dir / ckpt.LAST).is_file() and not stage.overwrite
         # Built before a finished run is reported too: resuming refuses a run made with other settings.
         trainer = Trainer(model_name, model_config, data, train, output_dir, dist, resume=resume)
-        if done:
+        if done and trainer.completed:
             LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
             return read_result(output_dir).as_dict() if dist.is_main_process else {}
+        if run is not None and run.completed_earlier:  # a stopped run continued under a more patient rule
+            run.start(record)
         metrics = trainer.run()
         if run is not None:
             written = write_result(output_dir, ModelResult.from_json(metrics, f"{model_name} trainer"))

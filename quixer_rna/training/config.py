@@ -14,6 +14,8 @@ from ..progress import Every
 CPU_BATCH = 32
 CUDA_BATCH = 1024
 TASKS = ("autoregressive",)
+# where early stopping ends a run; a run stopped under one rule may be continued under a more patient one
+STOPPING_RULE = ("patience", "patience_epochs")
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,13 @@ class TrainConfig:
     patience: int = field(default=10, metadata={
         "type": nonnegative_int,
         "help": "stop after this many evaluations (epoch ends, and every --eval_every steps) without a better val "
-                "loss; 0 = never stop early"})
-    min_epochs: int = field(default=1, metadata={
-        "type": nonnegative_int,
-        "help": "evaluations inside the first N epochs never count toward --patience: a model still on the "
-                "unigram plateau it starts from is not stopped before it has seen the training windows N times "
-                "(with --eval_every the patience would otherwise shrink, in epochs, as the data grow); 0 = count "
-                "from the first evaluation"})
+                "loss (and see --patience_epochs); 0 = never stop early"})
+    patience_epochs: float = field(default=1.0, metadata={
+        "type": nonnegative_float,
+        "help": "and stop only once the best val loss is this many epochs of training old: with an evaluation "
+                "every few hundred steps, --patience alone shrinks (in epochs) as the data grow (3 evaluations of "
+                "500 steps are 1.9 epochs of 500 RefSeq mRNAs, 0.26 of 4,000), and a model still on the unigram "
+                "plateau it starts from is stopped there; 0 = evaluations alone"})
     max_steps_per_epoch: int = field(default=0, metadata={
         "type": nonnegative_int,
         "help": "cap on optimiser steps per epoch (a fresh random subset each epoch); 0 = all windows"})
@@ -96,9 +98,13 @@ class TrainConfig:
         return dataclasses.replace(self, batch_size=CUDA_BATCH if device_type == "cuda" else CPU_BATCH)
 
     def result_settings(self) -> dict[str, Any]:
-        """The settings that change the result: a resume must not mix two of them."""
-        skip = {"eval_batch_size", "device", "checkpoint_every", "log_every"}
+        """The settings that change the training trajectory: a resume must not mix two of them. The stopping
+        rule is not one of them: it only decides where the trajectory ends (see `stopping_rule`)."""
+        skip = {"eval_batch_size", "device", "checkpoint_every", "log_every", *STOPPING_RULE}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def stopping_rule(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in STOPPING_RULE}
 
     def plain(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

@@ -9,6 +9,11 @@ Evaluations happen at every epoch end and every --eval_every steps: each is a ro
 of the training curve), a chance for a better best checkpoint, and a step of early stopping. Validation uses
 a fixed seeded sample of --val_windows windows.
 
+Early stopping: a run stops once --patience evaluations in a row brought no better val loss and its best is
+--patience_epochs epochs of training old. The rule only decides where a trajectory ends, so a run stopped under
+one rule and rerun under a more patient one continues from where it stopped, exactly as if it had been started
+under the new rule (a rule that would have stopped it earlier is refused).
+
 Exact resumption: the window order of an epoch is a pure function of (seed, epoch), and a checkpoint holds
 every rank's RNG states, the position within the epoch and the running sums (summed over ranks when saved),
 so a run killed mid-epoch and rerun ends with the same weights and metrics as one never interrupted.
@@ -48,7 +53,7 @@ from ..plots import plot_training_curves
 from ..progress import Progress
 from ..quixer_sim.memory import available_bytes
 from ..runio import atomic_write_text, to_json
-from .config import TrainConfig
+from .config import STOPPING_RULE, TrainConfig
 from .distributed import DistContext, rank_seed
 from .optim import decay_summary, make_optimizer, start_at_unigram
 
@@ -191,6 +196,7 @@ class Trainer:
             "tokens": data.fingerprint,
             **config.result_settings(),
         }
+        self.stopping_rule = config.stopping_rule()
         self.state = LoopState()
         self._bad = torch.zeros((), dtype=torch.bool, device=self.device)
         self._checked_step = 0
@@ -223,7 +229,11 @@ class Trainer:
 
     def _resume(self, path: Path) -> None:
         saved = ckpt.load_checkpoint(path)
-        mismatch = ckpt.describe_mismatch(saved["identity"], self.identity)
+        # checkpoints written before the stopping rule was kept apart hold --patience in their identity
+        identity = {k: v for k, v in saved["identity"].items() if k not in STOPPING_RULE}
+        saved_rule = {"patience": saved["identity"].get("patience"), "patience_epochs": 0.0,
+                      **saved.get("stopping_rule", {})}
+        mismatch = ckpt.describe_mismatch(identity, self.identity)
         if mismatch:
             raise UserError(
                 f"{path}: holds a run with other settings ({mismatch}); pass --overwrite to start afresh "
@@ -240,9 +250,39 @@ class Trainer:
             LOG.warning("%s was saved by %d process(es), this run has %d: random streams restart from --seed",
                         path, len(rngs), self.dist.world_size)
             torch.manual_seed(rank_seed(self.config.seed, self.dist.rank) + self.state.global_step)
+        if saved_rule != self.stopping_rule:
+            self._apply_stopping_rule(path, saved_rule)
         if not self.completed:
             LOG.info("resuming %s at epoch %d step %d of %d", path, self.state.next_epoch, self.state.next_step,
                      self.steps_per_epoch)
+
+    def _patience_spent(self, bad_evaluations: int, steps_since_best: int) -> bool:
+        """The stopping rule, for the live run and for replaying a saved history under another rule."""
+        cfg = self.config
+        return (cfg.patience > 0 and bad_evaluations >= cfg.patience
+                and steps_since_best >= cfg.patience_epochs * self.steps_per_epoch)
+
+    def _apply_stopping_rule(self, path: Path, saved_rule: dict[str, Any]) -> None:
+        """Resume a run saved under another stopping rule: replay its evaluations under this one. A run that
+        this rule would have stopped earlier is refused; one it would not have stopped yet continues."""
+        state, best, best_step, bad = self.state, math.inf, 0, 0
+        for index, row in enumerate(state.history):
+            if row["val_loss"] < best:
+                best, best_step, bad = row["val_loss"], row["step"], 0
+            else:
+                bad += 1
+            last = row["epoch_end"] and row["epoch"] >= self.config.epochs
+            if self._patience_spent(bad, row["step"] - best_step) and not last:
+                if index == len(state.history) - 1 and state.stopped_early:
+                    return  # the same end under both rules
+                raise UserError(
+                    f"{path}: holds a run trained under the stopping rule {saved_rule}; the rule asked for "
+                    f"({self.stopping_rule}) would have stopped it at step {row['step']}, before it ended; pass "
+                    "--overwrite to train it afresh, or choose another --output_dir")
+        if state.stopped_early:
+            LOG.info("%s: stopped at step %d under %s; continuing under %s", path, state.global_step, saved_rule,
+                     self.stopping_rule)
+            state.stopped_early, state.completed, state.final_metrics = False, False, None
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
 
@@ -255,6 +295,7 @@ class Trainer:
         if self.dist.is_main_process:
             payload = {
                 "identity": self.identity,
+                "stopping_rule": self.stopping_rule,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
@@ -348,15 +389,14 @@ class Trainer:
         if improved:
             state.best_val_loss, state.best_epoch, state.best_step, state.bad_evaluations = (
                 val["loss"], epoch, state.global_step, 0)
-        elif epoch > self.config.min_epochs:
+        else:
             state.bad_evaluations += 1
         state.history = [*state.history, row]
         state.train_sums = empty_sums().to(self.device)
         state.extra_sums = {}
         state.interval_seconds = 0.0
         last = epoch_end and epoch >= self.config.epochs
-        patience = self.config.patience
-        state.stopped_early = patience > 0 and state.bad_evaluations >= patience and not last
+        state.stopped_early = self._patience_spent(state.bad_evaluations, state.global_step - state.best_step) and not last
         if epoch_end:
             state.next_epoch, state.next_step = epoch + 1, 0
         self._save(ckpt.LAST, *([ckpt.BEST] if improved else []))
@@ -519,7 +559,7 @@ class Trainer:
             windows_seen=state.windows_seen,
             epochs_seen=state.windows_seen / max(1, self.train.num_windows),
             stopped_by="patience" if state.stopped_early else "budget",
-            converged=self.config.patience > 0 and state.bad_evaluations >= self.config.patience,
+            converged=self._patience_spent(state.bad_evaluations, state.global_step - state.best_step),
             optimizer={"name": "AdamW", "weight_decay": self.config.weight_decay,
                        "parameters": decay_summary(self.model, self.config.weight_decay),
                        "output_bias_start": "train unigram" if self.starts_at_unigram else "default"},
