@@ -158,6 +158,29 @@ def test_kill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, data):
                                   load_predictions(tmp_path / "ref" / PREDICTIONS_FILE).nll)
 
 
+def test_kill_between_the_best_and_the_last_checkpoint_then_rerun_equals_uninterrupted(tmp_path, data, monkeypatch):
+    cfg = config(eval_every=2)
+    reference = train_model("tiny_test", {"dim": 8}, data, cfg, tmp_path / "ref")
+    save = ckpt.save_checkpoint
+    written_at_step_4: list[str] = []
+
+    def killed_between_two_files(path, payload):  # the step-4 evaluation is a best: it writes two files
+        if payload["state"]["global_step"] == 4:
+            if written_at_step_4:
+                raise Killed
+            written_at_step_4.append(Path(path).name)
+        save(path, payload)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", killed_between_two_files)
+    with pytest.raises(Killed):
+        train_model("tiny_test", {"dim": 8}, data, cfg, tmp_path / "cut")
+    monkeypatch.setattr(ckpt, "save_checkpoint", save)
+    assert written_at_step_4 == [ckpt.BEST]
+    resumed = train_model("tiny_test", {"dim": 8}, data, cfg, tmp_path / "cut")
+    skip = {"train_seconds"}
+    assert {k: v for k, v in resumed.items() if k not in skip} == {k: v for k, v in reference.items() if k not in skip}
+
+
 def test_kill_before_the_first_checkpoint_restarts_cleanly(tmp_path, data):
     cfg = config(epochs=1)
     reference = train_model("tiny_test", {"dim": 8}, data, cfg, tmp_path / "ref")

@@ -399,7 +399,9 @@ class Trainer:
         state.stopped_early = self._patience_spent(state.bad_evaluations, state.global_step - state.best_step) and not last
         if epoch_end:
             state.next_epoch, state.next_step = epoch + 1, 0
-        self._save(ckpt.LAST, *([ckpt.BEST] if improved else []))
+        # the best first: killed between the two, the rerun resumes from the previous last checkpoint and writes
+        # this best again; the other way round it would resume knowing of a best whose weights were never written
+        self._save(*([ckpt.BEST] if improved else []), ckpt.LAST)
         if self.dist.is_main_process:
             lines = (json.dumps(json.loads(to_json(r))) + "\n" for r in state.history)
             atomic_write_text(self.output_dir / HISTORY_FILE, "".join(lines))
