@@ -95,7 +95,8 @@ class Settings:
 
 # The study protocol: whole epochs (no step cap) up to an epoch budget, an evaluation every 500 steps of 256
 # windows (128k windows: 0.6 of an epoch of the 500 RefSeq transcripts, 0.09 of the 4,000), patience 3
-# evaluations once the best is an epoch old (the trainer's --patience_epochs default), tuning trials as long as the final runs (Quixer's tuned with 2 ansatz layers, as trained untuned),
+# evaluations once the best is an epoch old (the trainer's --patience_epochs default), tuning trials as long as
+# the final runs (Quixer's tuned with 2 ansatz layers, as trained untuned),
 # the circuit measured on windows of every test transcript with Pauli-error trajectories. The default model sizes
 # (width 64, a Quixer of 4 qubits, 2 ansatz layers, degree 2) converge in minutes per epoch on one CPU thread.
 CONVERGE = dict(epochs=12, max_steps_per_epoch=0, batch_size=256, eval_every=500, patience=3, tune_epochs=12,

@@ -396,7 +396,8 @@ class Trainer:
         state.extra_sums = {}
         state.interval_seconds = 0.0
         last = epoch_end and epoch >= self.config.epochs
-        state.stopped_early = self._patience_spent(state.bad_evaluations, state.global_step - state.best_step) and not last
+        spent = self._patience_spent(state.bad_evaluations, state.global_step - state.best_step)
+        state.stopped_early = spent and not last
         if epoch_end:
             state.next_epoch, state.next_step = epoch + 1, 0
         # the best first: killed between the two, the rerun resumes from the previous last checkpoint and writes

@@ -21,7 +21,8 @@ from ..training import TrainConfig
 from .space import MODELS, TRAINING
 
 # Flags of each group of the script's --help (the others are the study's); add_common_args makes COMMON_FLAGS.
-TRIAL_FLAGS = ("patience", "patience_epochs", "batch_size", "max_steps_per_epoch", "eval_every", "val_windows", "log_every")
+TRIAL_FLAGS = ("patience", "patience_epochs", "batch_size", "max_steps_per_epoch", "eval_every", "val_windows",
+               "log_every")
 MODEL_FLAGS = ("init_strategy", "use_layerwise_training", "layerwise_epochs", "freeze_circuit", "features")
 COMMON_FLAGS = ("seed", "device", "overwrite")
 
@@ -118,8 +119,8 @@ class TuneConfig:
 
     def comparable(self) -> dict[str, Any]:
         """What makes the study's trials comparable: a study refuses to continue under other values."""
-        names = ("model", "epochs_per_trial", "patience", "patience_epochs", "batch_size", "max_steps_per_epoch", "eval_every",
-                 "val_windows", "seed")
+        names = ("model", "epochs_per_trial", "patience", "patience_epochs", "batch_size", "max_steps_per_epoch",
+                 "eval_every", "val_windows", "seed")
         return {**{name: getattr(self, name) for name in names}, **self._model_flags()}
 
     def trial_training(self, values: dict[str, Any]) -> TrainConfig:
