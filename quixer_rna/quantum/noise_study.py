@@ -23,44 +23,42 @@ with a bootstrap interval, and the global depolarising approximation beside it o
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..progress import Progress
 from .gatelist import GateListBuilder
 from .noise import bisect_break_even, depolarized
 from .params import QuixerStates, window_circuit
 from .shots import HeadFn, score_metrics
 from .trajectories import LightningRunner, TrajectoryStats, error_grid, simulate_strata
 
-LOG = logging.getLogger("quixer_rna.quantum")
 BREAK_EVEN_STEPS = 40
 MAX_TAIL = 0.05     # trajectory break-even rates are searched where runs with > max_errors errors are <= 5%
 
 
 def simulate_windows(states: QuixerStates, per_stratum: int, max_errors: int, seed: int,
-                     select: str = "reduced", log_every: float = 60.0) -> tuple[TrajectoryStats, dict]:
+                     select: str = "reduced") -> tuple[TrajectoryStats, dict]:
     """Stratified trajectories (k = 1..max_errors errors, per_stratum each) for every window of `states`."""
     builder = GateListBuilder()
     rng = np.random.default_rng(seed)
     errors = error_grid(max_errors)
     weights, weighted, exact_w, exact_f, gates = [], [], [], [], None
-    started = last = time.perf_counter()
-    for pos in range(states.windows):
-        gate_list = builder.build(window_circuit(states, pos), "measure_reset", readout=True, select=select)
-        runner = LightningRunner(gate_list)
-        gates = len(runner.two_qubit)
-        w, wf, ew, ef = simulate_strata(runner, errors, per_stratum, rng)
-        weights.append(w)
-        weighted.append(wf)
-        exact_w.append(ew)
-        exact_f.append(ef)
-        if time.perf_counter() - last > log_every:
-            last = time.perf_counter()
-            LOG.info("trajectories: %d/%d windows, %.0f s", pos + 1, states.windows, last - started)
+    started = time.perf_counter()
+    with Progress(states.windows, "trajectories", unit="window") as progress:
+        for pos in range(states.windows):
+            gate_list = builder.build(window_circuit(states, pos), "measure_reset", readout=True, select=select)
+            runner = LightningRunner(gate_list)
+            gates = len(runner.two_qubit)
+            w, wf, ew, ef = simulate_strata(runner, errors, per_stratum, rng)
+            weights.append(w)
+            weighted.append(wf)
+            exact_w.append(ew)
+            exact_f.append(ef)
+            progress.update()
     stats = TrajectoryStats(gates, errors, np.stack(weights), np.stack(weighted), np.asarray(exact_w),
                             np.stack(exact_f))
     seconds = time.perf_counter() - started
@@ -157,9 +155,12 @@ def trajectory_report(stats: TrajectoryStats, head: HeadFn, targets: torch.Tenso
     rng = np.random.default_rng(seed)
     replicates = []
     n_windows, k, s = stats.weights.shape
-    for _ in range(bootstrap):
-        windows = rng.integers(0, n_windows, size=n_windows)
-        replicates.append(break_evens(windows, rng.integers(0, s, size=(n_windows, k, s))))
+    # each replicate bisects both criteria over every window: minutes on hundreds of windows
+    with Progress(bootstrap, "break-even bootstrap", unit="replicate") as progress:
+        for _ in range(bootstrap):
+            windows = rng.integers(0, n_windows, size=n_windows)
+            replicates.append(break_evens(windows, rng.integers(0, s, size=(n_windows, k, s))))
+            progress.update()
 
     def interval(values: list) -> list[float | None] | None:
         """2.5th and 97.5th percentiles; a replicate with no crossing counts as beyond every rate (+inf), so
