@@ -15,7 +15,7 @@ import pytest
 from quixer_rna.errors import UserError
 from quixer_rna.study.__main__ import main
 from quixer_rna.study.plan import MODELS, TRACKS_TABLE, Stage, plan
-from quixer_rna.study.records import init_settings
+from quixer_rna.study.records import completed, init_settings
 from quixer_rna.study.runner import run, sections
 from quixer_rna.study.settings import Choices, Settings, recorded_settings
 
@@ -238,6 +238,25 @@ def test_dry_run_through_run_pipeline_sh_marks_completed_stages(tmp_path):
     assert any(". raw_tokens  [raw]" in line and "(completed, skipped)" in line for line in lines)
     assert any(". raw:lstm:seed0  [raw]" in line and "(to run)" in line for line in lines)
     assert sorted(p.name for p in out.iterdir()) == ["raw_tokens"]
+
+
+def test_a_stage_run_by_hand_with_its_options_in_another_order_counts_as_completed(tmp_path):
+    planned = ["/repo/train.py", "--data_dir", "d", "--shots", "10", "100", "--seed", "0", "--device", "auto"]
+
+    def record(*command: str, status: str = "completed") -> Path:
+        (tmp_path / "args.json").write_text(json.dumps({"status": status, "command": list(command)}))
+        return tmp_path
+
+    assert completed(record("train.py", "--seed", "0", "--device=auto", "--data_dir", "d", "--shots", "10", "100"),
+                     planned)
+    assert not completed(record("train.py", "--seed", "0", "--device", "auto", "--data_dir", "d", "--shots", "100",
+                                "10"), planned)
+    assert not completed(record("train.py", "--seed", "1", "--device", "auto", "--data_dir", "d", "--shots", "10",
+                                "100"), planned)
+    assert not completed(record("train.py", "--seed", "0", "--data_dir", "d", "--shots", "10", "100"), planned)
+    assert not completed(record("other.py", *planned[1:]), planned)
+    assert not completed(record("train.py", *planned[1:], status="running"), planned)
+    assert not completed(record("train.py", 3, "--seed"), planned)
 
 
 STAND_IN = """\

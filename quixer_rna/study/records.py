@@ -6,7 +6,8 @@ study (seeds, training fractions, tuning) may change between runs of one --out; 
 completed stages they made would be reused.
 
     python -m quixer_rna.study.records completed PLACE [COMMAND...]
-        exit 0 when PLACE's run record says completed (and, given COMMAND, was run with its arguments);
+        exit 0 when PLACE's run record says completed (and, given COMMAND, was run with its arguments, in any
+        order);
         run_classical_prep.sh skips its steps with it.
 """
 
@@ -66,9 +67,27 @@ def record_path(place: Path) -> Path:
     return place / ARGS_FILE if place.is_dir() or not place.suffix else place.with_name(f"{place.name}.{ARGS_FILE}")
 
 
+def _options(command: list[str]) -> tuple[str, tuple[str, ...], list[tuple[str, tuple[str, ...]]]]:
+    """A command as argparse reads it: the script, the words before any option, and each option with its values,
+    sorted by option (stably, so a repeated option keeps its order). `--flag=value` is `--flag value`."""
+    script, words = command[0], command[1:]
+    leading: list[str] = []
+    options: list[tuple[str, list[str]]] = []
+    for word in words:
+        if word.startswith("--"):
+            flag, *value = word.split("=", 1)
+            options.append((flag, value))
+        elif options:
+            options[-1][1].append(word)
+        else:
+            leading.append(word)
+    return script, tuple(leading), sorted(((flag, tuple(values)) for flag, values in options), key=lambda o: o[0])
+
+
 def completed(place: Path, command: list[str] | tuple[str, ...]) -> bool:
     """Whether PLACE's run record says completed and, given `command` (script path, arguments), that it was
-    run with exactly these arguments (the record keeps the script's name)."""
+    run with these arguments, in any order (the record keeps the script's name): a stage run by hand with its
+    options in another order is the same run."""
     path = record_path(place)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -78,7 +97,9 @@ def completed(place: Path, command: list[str] | tuple[str, ...]) -> bool:
         return False
     if command:
         wanted = _redacted_command([Path(command[0]).name, *command[1:]])
-        if record.get("command") != wanted:
+        recorded = record.get("command")
+        if (not isinstance(recorded, list) or not recorded or not all(isinstance(w, str) for w in recorded)
+                or _options(recorded) != _options(wanted)):
             return False
     return True
 
