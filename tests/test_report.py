@@ -91,7 +91,8 @@ def study(tmp_path) -> Path:
         _model_run(runs / f"lstm_seed{seed}", tokens, "lstm", seed, 0.10)
     _model_run(runs / "ngram", tokens, "ngram", 0, 0.02)
     for fraction in (0.25, 0.5):
-        _model_run(runs / f"lstm_f{fraction}", tokens, "lstm", 0, 0.1 * fraction, fraction=fraction)
+        _model_run(runs / f"lstm_f{fraction}", tokens, "lstm", 0, 0.1 * fraction, fraction=fraction,
+                   converged=fraction != 0.25)
     _model_run(runs / "broken", tokens, "fnet", 0, 0.0, status="failed")
     return runs
 
@@ -118,12 +119,13 @@ def test_report_has_means_over_seeds_gene_intervals_comparisons_and_scaling(stud
         assert row["gain"]["low"] <= row["gain"]["point"] <= row["gain"]["high"]
     assert track["test_genes"] == 10 and result["bootstrap"]["unit"] == "gene"
     assert result["bootstrap"]["margin"] == 0.02 and "±0.0200 nats" in md
-    # the data-scaling series: one point per training fraction, each with its interval and epochs seen
+    # the data-scaling series: one point per training fraction, each with its interval, epochs seen and convergence
     points = track["scaling"]["LSTM"]
     assert [p["fraction"] for p in points] == [0.25, 0.5, 1.0] and [p["train_kmers"] for p in points] == [60, 120, 240]
     assert [p["epochs_seen"] for p in points] == [0.5, 1.0, 2.0]
+    assert [p["convergence"]["hit_budget"] for p in points] == [1, 0, 0]
     assert all(p["interval"]["low"] < p["interval"]["high"] for p in points)
-    assert "| LSTM | 100 | 0.250 | 60 | 1 |" in md
+    assert "| LSTM | 100 | 0.250 | 60 | 1 |" in md and "| 0.50 | no: 1 of 1 seed hit the budget |" in md
     assert {"gain_over_unigram.png", "data_scaling.png"} <= set(result["figures"])
     assert all((study / name).stat().st_size > 1000 for name in result["figures"])
     assert any("broken" in p and "failed" in p for p in result["problems"])

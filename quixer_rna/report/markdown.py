@@ -214,13 +214,15 @@ def scaling_section(report: Report, figure: str | None) -> list[str]:
         out += [f"![test cross-entropy against training k-mers]({figure})", ""]
     out += ["Each point trains on a seeded share of the training genes (whole genes; smaller shares are part of "
             "larger ones) and is scored on the full test split; the interval resamples test genes and seeds. Epochs "
-            "seen: how much training each share got (equal epochs, or convergence, make the shares comparable).", ""]
+            "seen: how much training each share got; the shares compare data, not training, only where every seed "
+            "converged.", ""]
     for track in tracks:
         lines = [[label, f"{p.parameters:,}", fmt.number(p.fraction, 3), f"{p.train_kmers:,.0f}", str(len(p.seeds)),
-                  fmt.mean_sd(p.cross_entropy, p.cross_entropy_sd), fmt.interval(p.interval), fmt.number(p.epochs_seen, 2)]
+                  fmt.mean_sd(p.cross_entropy, p.cross_entropy_sd), fmt.interval(p.interval),
+                  fmt.number(p.epochs_seen, 2), converged(p.convergence)]
                  for label, points in track.scaling.items() for p in points]
         header = ("model", "parameters", "share of genes", "training k-mers", "seeds", "test CE, mean ± sd",
-                  "95% interval", "epochs seen")
+                  "95% interval", "epochs seen", "converged")
         out += [f"{track.name}:", "", table(header, lines), ""]
     return out
 

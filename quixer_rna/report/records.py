@@ -169,6 +169,7 @@ class ScalingPoint:
     cross_entropy_sd: float | None
     interval: Interval | None
     epochs_seen: float | None
+    convergence: Convergence  # a point whose seeds hit their budget compares less data, not less training
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,8 @@ def _scaling(track: Track, reps: _Replicates) -> dict[str, tuple[ScalingPoint, .
             points.append(ScalingPoint(
                 group.fraction, float(np.mean([run.result.train["kmers"] for run in group.runs])),
                 group.runs[0].result.parameters, tuple(group.seeds),
-                mean, sd, reps.ce(group), _mean_or_none([run.result.epochs_seen for run in group.runs])))
+                mean, sd, reps.ce(group), _mean_or_none([run.result.epochs_seen for run in group.runs]),
+                _convergence(group)))
         series[groups[0].base] = tuple(points)
     return dict(sorted(series.items()))
 
