@@ -136,17 +136,17 @@ def test_ngram_end_to_end(tmp_path, capsys):
 def test_a_rerun_under_a_more_patient_rule_continues_the_stopped_run(tmp_path, capsys):
     data = _token_files(tmp_path / "data")
     out = tmp_path / "lstm"
-    # 96 windows of 16: 6 steps an epoch; lr 1e-9 never improves on the first evaluation (step 3)
+    # 96 windows of 16: 6 steps an epoch; lr 1e-9 never improves on the start (step 0)
     argv = ["--data_dir", str(data), "--model", "lstm", "--embedding_dim", "8", "--epochs", "10", "--batch_size", "16",
             "--eval_every", "3", "--lr", "1e-9", "--device", "cpu", "--output_dir", str(out), "--patience", "1"]
     assert train_classical_baselines.main([*argv, "--patience_epochs", "0"]) == 0
     first = json.loads((out / "metrics.json").read_text())
-    assert (first["steps"], first["best_step"], first["stopped_by"]) == (6, 3, "patience")
+    assert (first["steps"], first["best_step"], first["stopped_by"]) == (3, 0, "patience")
     capsys.readouterr()
     assert train_classical_baselines.main([*argv, "--patience_epochs", "2"]) == 0
     assert "continuing under {'patience': 1, 'patience_epochs': 2.0}" in capsys.readouterr().err
     second = json.loads((out / "metrics.json").read_text())
-    assert (second["steps"], second["best_step"], second["stopped_by"]) == (15, 3, "patience")
+    assert (second["steps"], second["best_step"], second["stopped_by"]) == (12, 0, "patience")
     record = json.loads((out / "args.json").read_text())
     assert record["status"] == "completed" and record["args"]["patience_epochs"] == 2.0
 

@@ -73,8 +73,9 @@ def test_cli_end_to_end_with_tiny_quixer(tmp_path, capsys):
     assert result.references["uniform_perplexity"] == 5.0 and result.references["unigram_perplexity"] > 1
     assert 0 < result.metrics["mean_postselection"] <= 1 and result.parameters > 0
     assert result.tokens["vocab_size"] == 5 and result.tokens["fingerprint"] == open_tokens(data).fingerprint
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    # 48 windows / 16 = 3 steps per epoch; evaluations at steps 2, 3 (end), 4, 6 (end)
+    start, *rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # 48 windows / 16 = 3 steps per epoch; evaluations at the start, steps 2, 3 (end), 4, 6 (end)
+    assert (start["step"], start["active_layers"]) == (0, 1) and "postselection" not in start
     assert [(r["step"], r["epoch_end"]) for r in rows] == [(2, False), (3, True), (4, False), (6, True)]
     assert [r["active_layers"] for r in rows] == [1, 1, 2, 2]  # one more ansatz layer each epoch
     assert all(0 < r["postselection"] <= 1 for r in rows)
@@ -94,7 +95,7 @@ def test_cli_end_to_end_with_tiny_quixer(tmp_path, capsys):
     # --overwrite trains afresh with other sizes.
     assert script.main(argv(data, out, "--qubits", "3", "--overwrite", "--epochs", "1")) == 0
     assert json.loads((out / "metrics.json").read_text())["model_config"]["qubits"] == 3
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # the start and the one epoch
 
 
 def test_completed_run_with_other_sizes_is_refused(tmp_path, capsys):
@@ -282,8 +283,8 @@ def test_a_rank_without_windows_in_a_step_keeps_in_step(tmp_path):
     _two_ranks([*argv(data, tmp_path / "two", "--epochs", "1", "--eval_every", "2", "--log_level", "warning")],
                timeout=120)
     history = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in history] == [2, 3]
-    assert all(np.isfinite(row["postselection"]) for row in history)
+    assert [row["step"] for row in history] == [0, 2, 3]
+    assert all(np.isfinite(row["postselection"]) for row in history[1:])
 
 
 @pytest.mark.slow
@@ -301,11 +302,12 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert two["val"]["loss"] == pytest.approx(one["val"]["loss"], abs=1e-6)
     rows = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
             for name in ("one", "two")]
-    assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]] == [2, 3]
+    assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]] == [0, 2, 3]
     for a, b in zip(*rows):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
         assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-5)
-        assert b["postselection"] == pytest.approx(a["postselection"], abs=1e-5)
+        if a["step"]:  # the start has trained nothing yet
+            assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
+            assert b["postselection"] == pytest.approx(a["postselection"], abs=1e-5)
     a = ckpt.load_checkpoint(tmp_path / "one" / ckpt.LAST)["model"]
     b = ckpt.load_checkpoint(tmp_path / "two" / ckpt.LAST)["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

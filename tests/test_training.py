@@ -105,10 +105,13 @@ def test_learns_far_below_unigram_and_writes_outputs(tmp_path, data):
     assert result["test"]["perplexity"] < 1.5 < unigram - 4  # 7 equally common tokens: unigram ~ 7
     assert result["test"]["accuracy"] > 0.9
     assert result["windows"] == {"train": 96, "val": 32, "test": 40}
-    assert result["epochs_run"] == 4 and result["evaluations"] == 4 and result["steps"] == 24
+    assert result["epochs_run"] == 4 and result["evaluations"] == 5 and result["steps"] == 24
     assert result["stopped_early"] is False and result["world_size"] == 1
     assert result["model_config"] == {"dim": 8, "dropout": 0.2, "nan_after": 0}
-    rows = rows_of(out)
+    start, *rows = rows_of(out)
+    # the start is evaluated before the first step (as epoch 1 begins), with no training metrics yet
+    assert (start["epoch"], start["step"], start["epoch_end"], start["train_loss"]) == (1, 0, False, None)
+    assert start["active_layers"] == 1 and start["val_loss"] > rows[-1]["val_loss"]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and all(r["epoch_end"] for r in rows)
     assert [r["step"] for r in rows] == [6, 12, 18, 24]
     assert [r["active_layers"] for r in rows] == [1, 2, 3, 4]
@@ -186,20 +189,22 @@ def test_kill_before_the_first_checkpoint_restarts_cleanly(tmp_path, data):
     reference = train_model("tiny_test", {"dim": 8}, data, cfg, tmp_path / "ref")
     with pytest.raises(Killed):
         train_model("tiny_test", {"dim": 8}, data, cfg, tmp_path / "cut", step_callback=kill_at(2))
-    assert not (tmp_path / "cut" / ckpt.LAST).exists()
+    # the start's evaluation wrote the first checkpoint: the rerun resumes from it, before the first step
+    assert torch.load(tmp_path / "cut" / ckpt.LAST, weights_only=True)["state"]["global_step"] == 0
     assert train_model("tiny_test", {"dim": 8}, data, cfg, tmp_path / "cut")["test"] == reference["test"]
 
 
 def test_evaluations_every_n_steps_are_rows_and_checkpoints(tmp_path, data):
-    # 6 steps per epoch, --eval_every 4: evaluations at steps 4, 6 (epoch end), 8, 12 (epoch end; not twice)
+    # 6 steps per epoch, --eval_every 4: evaluations at the start, steps 4, 6 (epoch end), 8, 12 (epoch end; not
+    # twice); on_evaluation sees those made by training, not the start's
     seen: list[dict] = []
     result = train_model("tiny_test", {"dim": 8}, data, config(epochs=2, eval_every=4), tmp_path,
                          on_evaluation=seen.append)
-    rows = rows_of(tmp_path)
-    assert [(r["epoch"], r["step"], r["epoch_end"]) for r in rows] == [(1, 4, False), (1, 6, True), (2, 8, False),
-                                                                      (2, 12, True)]
+    start, *rows = rows_of(tmp_path)
+    assert [(r["epoch"], r["step"], r["epoch_end"]) for r in [start, *rows]] == [
+        (1, 0, False), (1, 4, False), (1, 6, True), (2, 8, False), (2, 12, True)]
     assert without_time(seen) == without_time(rows)
-    assert result["evaluations"] == 4 and result["epochs_run"] == 2
+    assert result["evaluations"] == 5 and result["epochs_run"] == 2
     best = min(rows, key=lambda r: r["val_loss"])
     assert (result["best_epoch"], result["best_step"]) == (best["epoch"], best["step"])
     assert result["val"]["loss"] == best["val_loss"]
@@ -220,7 +225,7 @@ def test_on_evaluation_exception_propagates_after_checkpoint(tmp_path, data):
     assert seen == [1]
     state = ckpt.load_checkpoint(tmp_path / ckpt.LAST)["state"]
     assert (state["next_epoch"], state["next_step"]) == (2, 0)
-    assert len(rows_of(tmp_path)) == 1
+    assert [r["step"] for r in rows_of(tmp_path)] == [0, 6]  # the start's row and the one passed to it
 
 
 def test_completed_run_is_reported_not_retrained(tmp_path, data):
@@ -260,23 +265,24 @@ def test_unknown_model_setting_is_a_user_error(tmp_path, data):
 
 
 def test_early_stopping_on_val_loss(tmp_path, data):
-    # lr 0 never improves after evaluation 1, so patience 2 stops after epoch 3 of 10.
+    # lr 0 never improves on the start (step 0), so patience 2 stops after epoch 2 of 10.
     result = train_model("tiny_test", {"dim": 8}, data, config(epochs=10, lr=0.0, patience=2), tmp_path / "a")
-    assert result["epochs_run"] == 3 and result["best_epoch"] == 1 and result["stopped_early"] is True
-    # patience counts evaluations, not epochs: with --eval_every 2 (steps 2, 4, 6 of epoch 1) and
-    # --patience_epochs 0 it stops at step 6
+    assert result["epochs_run"] == 2 and (result["best_epoch"], result["best_step"]) == (1, 0)
+    assert result["stopped_early"] is True
+    # patience counts evaluations, not epochs: with --eval_every 2 (the start, steps 2, 4, 6 of epoch 1) and
+    # --patience_epochs 0 it stops at step 4
     result = train_model("tiny_test", {"dim": 8}, data,
                          config(epochs=10, lr=0.0, patience=2, eval_every=2, patience_epochs=0), tmp_path / "b")
-    assert (result["evaluations"], result["steps"], result["epochs_run"]) == (3, 6, 1)
-    assert (result["best_epoch"], result["best_step"], result["stopped_early"]) == (1, 2, True)
-    # by default the best must also be an epoch (6 steps) old: the stop moves to step 8, in epoch 2
+    assert (result["evaluations"], result["steps"], result["epochs_run"]) == (3, 4, 0)
+    assert (result["best_epoch"], result["best_step"], result["stopped_early"]) == (1, 0, True)
+    # by default the best must also be an epoch (6 steps) old: the stop moves to step 6, the epoch's end
     result = train_model("tiny_test", {"dim": 8}, data, config(epochs=10, lr=0.0, patience=2, eval_every=2),
                          tmp_path / "d")
-    assert (result["evaluations"], result["steps"], result["epochs_run"]) == (4, 8, 1)
-    assert (result["best_epoch"], result["best_step"], result["converged"]) == (1, 2, True)
+    assert (result["evaluations"], result["steps"], result["epochs_run"]) == (4, 6, 1)
+    assert (result["best_epoch"], result["best_step"], result["converged"]) == (1, 0, True)
     # the last epoch ending is not an early stop
-    result = train_model("tiny_test", {"dim": 8}, data, config(epochs=3, lr=0.0, patience=2), tmp_path / "c")
-    assert result["epochs_run"] == 3 and result["stopped_early"] is False
+    result = train_model("tiny_test", {"dim": 8}, data, config(epochs=2, lr=0.0, patience=2), tmp_path / "c")
+    assert result["epochs_run"] == 2 and result["stopped_early"] is False
 
 
 def test_a_stopped_run_continues_under_a_more_patient_rule_as_if_started_under_it(tmp_path, data):
@@ -296,9 +302,26 @@ def test_a_stopped_run_continues_under_a_more_patient_rule_as_if_started_under_i
     assert history == [(r["step"], r["val_loss"]) for r in map(json.loads, (tmp_path / "b" / "metrics.jsonl").open())]
 
 
+def test_a_run_that_never_beats_its_start_is_tested_with_its_start_weights(tmp_path):
+    # train counts up by one, val and test by two: all training makes the held-out splits worse
+    splits = {"train": counting_windows(96, seed=1)}
+    for name, n, seed in (("val", 32, 2), ("test", 40, 3)):
+        start = torch.randint(0, 7, (n, 1), generator=torch.Generator().manual_seed(seed))
+        splits[name] = (start + 2 * torch.arange(4)) % 7
+    data = open_tokens(write_token_folder(tmp_path / "data", splits, 7))
+    out = tmp_path / "run"
+    result = train_model("tiny_test", {"dim": 8, "dropout": 0.0}, data, config(epochs=3), out)
+    start, *rows = rows_of(out)
+    assert (result["best_epoch"], result["best_step"]) == (1, 0) and result["val"]["loss"] == start["val_loss"]
+    assert rows[-1]["val_loss"] > start["val_loss"] + 1  # the trained weights are much worse
+    # the start's weights are those tested (val and test follow one rule): far from the trained ones
+    assert result["test"]["loss"] == pytest.approx(start["val_loss"], abs=0.3)
+    assert result["test"]["loss"] < rows[-1]["val_loss"] - 0.7
+
+
 def test_a_rule_that_would_have_stopped_a_run_earlier_is_refused(tmp_path, data):
     train_model("tiny_test", {"dim": 8}, data, config(lr=0.0, eval_every=2), tmp_path)  # patience 0: the budget
-    with pytest.raises(UserError, match=r"would have stopped it at step 4, before it ended; pass --overwrite"):
+    with pytest.raises(UserError, match=r"would have stopped it at step 2, before it ended; pass --overwrite"):
         train_model("tiny_test", {"dim": 8}, data, config(lr=0.0, eval_every=2, patience=1, patience_epochs=0),
                     tmp_path)
 

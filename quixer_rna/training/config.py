@@ -56,8 +56,8 @@ class TrainConfig:
         "type": nonnegative_int, "help": "linear warm-up steps before the cosine decay over all remaining steps"})
     patience: int = field(default=10, metadata={
         "type": nonnegative_int,
-        "help": "stop after this many evaluations (epoch ends, and every --eval_every steps) without a better val "
-                "loss (and see --patience_epochs); 0 = never stop early"})
+        "help": "stop after this many evaluations (the start, epoch ends, and every --eval_every steps) without a "
+                "better val loss (and see --patience_epochs); 0 = never stop early"})
     patience_epochs: float = field(default=1.0, metadata={
         "type": nonnegative_float,
         "help": "and stop only once the best val loss is this many epochs of training old: with an evaluation "

@@ -5,9 +5,11 @@ optional hooks of quixer_rna.models (on_epoch_start, extra_metrics, auxiliary_lo
 Task: tokens 1..L-1 of a window predict token L. Batches are gathered from the k-mer stream
 (quixer_rna.formats.tokens), one integer gather per batch, on the GPU when training there.
 
-Evaluations happen at every epoch end and every --eval_every steps: each is a row of metrics.jsonl (a point
-of the training curve), a chance for a better best checkpoint, and a step of early stopping. Validation uses
-a fixed seeded sample of --val_windows windows.
+Evaluations happen before the first step, at every epoch end and every --eval_every steps: each is a row of
+metrics.jsonl (a point of the training curve), a chance for a better best checkpoint, and a step of early
+stopping. The start is a candidate so that a run that never improves on it (little data, a model that overfits
+at once) ends where it started, near the train unigram its output bias starts at, not at its first epoch's
+overfit weights. Validation uses a fixed seeded sample of --val_windows windows.
 
 Early stopping: a run stops once --patience evaluations in a row brought no better val loss and its best is
 --patience_epochs epochs of training old. The rule only decides where a trajectory ends, so a run stopped under
@@ -406,11 +408,11 @@ class Trainer:
         if self.dist.is_main_process:
             lines = (json.dumps(json.loads(to_json(r))) + "\n" for r in state.history)
             atomic_write_text(self.output_dir / HISTORY_FILE, "".join(lines))
-            LOG.info(
-                "epoch %d step %d: train loss %.4f ppl %.3f | val loss %.4f ppl %.3f acc %.4f | %.1fs%s",
-                epoch, state.global_step, train["loss"], train["perplexity"], val["loss"], val["perplexity"],
-                val["accuracy"], row["seconds"], " (best)" if improved else "",
-            )
+            trained = (f"train loss {train['loss']:.4f} ppl {train['perplexity']:.3f}" if state.global_step
+                       else "the start, before the first step")
+            LOG.info("epoch %d step %d: %s | val loss %.4f ppl %.3f acc %.4f | %.1fs%s", epoch, state.global_step,
+                     trained, val["loss"], val["perplexity"], val["accuracy"], row["seconds"],
+                     " (best)" if improved else "")
         return row
 
     # ---- training --------------------------------------------------------------------------------------------
@@ -499,11 +501,14 @@ class Trainer:
     ) -> dict[str, Any]:
         """Train to the end (or early stop) and return the final result; a completed run returns its stored
         result without training. `on_evaluation(row)` runs after each evaluation's checkpoint is safely
-        written, so an exception it raises (e.g. a pruned trial) loses nothing."""
+        written, so an exception it raises (e.g. a pruned trial) loses nothing; the start's evaluation is not
+        passed to it (a pruner would compare untrained models)."""
         if self.completed:
             return self.state.final_metrics
         if self.dist.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+        if not self.state.history:  # a fresh run: the start (epoch 1, step 0) is the first candidate for the best
+            self._evaluate(1, self._hook(1), epoch_end=False)
         while not self.state.stopped_early and self.state.next_epoch <= self.config.epochs:
             epoch = self.state.next_epoch
             self._train_epoch(epoch, self._hook(epoch), on_evaluation, step_callback)
@@ -512,7 +517,7 @@ class Trainer:
     def _finalize(self) -> dict[str, Any]:
         state = self.state
         last_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        if state.best_step > 0:
+        if math.isfinite(state.best_val_loss):
             self.model.load_state_dict(ckpt.load_checkpoint(self.output_dir / ckpt.BEST)["model"])
             self._hook(state.best_epoch)
         scores = self._test_scores()
