@@ -8,8 +8,8 @@ Task: tokens 1..L-1 of a window predict token L. Batches are gathered from the k
 Evaluations happen before the first step, at every epoch end and every --eval_every steps: each is a row of
 metrics.jsonl (a point of the training curve), a chance for a better best checkpoint, and a step of early
 stopping. The start is a candidate so that a run that never improves on it (little data, a model that overfits
-at once) ends where it started, near the train unigram its output bias starts at, not at its first epoch's
-overfit weights. Validation uses a fixed seeded sample of --val_windows windows.
+at once) ends with its starting weights (the output bias at the train unigram), not with its first evaluation's.
+Validation uses a fixed seeded sample of --val_windows windows.
 
 Early stopping: a run stops once --patience evaluations in a row brought no better val loss and its best is
 --patience_epochs epochs of training old. The rule only decides where a trajectory ends, so a run stopped under
