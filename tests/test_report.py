@@ -173,6 +173,22 @@ def test_a_model_that_hit_its_budget_is_marked(tmp_path):
     assert "count models (n-gram, Markov) have no training to converge" in md
 
 
+def test_runs_under_another_stopping_rule_are_one_variant_and_a_repeated_seed_is_left_out(tmp_path):
+    runs = tmp_path / "study"
+    tokens = _tokens(runs / "data")
+    # seed 0 recorded before --patience_epochs existed; seed 1 and a half-data run with it
+    _model_run(runs / "lstm_seed0", tokens, "lstm", 0, 0.1, extra_args={"patience": 3})
+    _model_run(runs / "lstm_seed1", tokens, "lstm", 1, 0.1, extra_args={"patience": 3, "patience_epochs": 1.0})
+    _model_run(runs / "lstm_f0.5", tokens, "lstm", 0, 0.05, fraction=0.5,
+               extra_args={"patience": 3, "patience_epochs": 1.0})
+    _model_run(runs / "lstm_seed0_again", tokens, "lstm", 0, 0.2, extra_args={"patience": 9})
+    result = report.make_report(runs, n_boot=50)
+    (track,) = result["tracks"]
+    assert set(_rows(result)) == {"LSTM"} and _rows(result)["LSTM"]["seeds"] == [0, 1]
+    assert [p["fraction"] for p in track["scaling"]["LSTM"]] == [0.5, 1.0]  # one series over both rules
+    assert any("lstm_seed0_again" in p and "a second run of seed 0" in p for p in result["problems"])
+
+
 def test_controls_and_variants_are_labelled_by_what_they_are(tmp_path):
     runs = tmp_path / "study"
     tokens = _tokens(runs / "data")

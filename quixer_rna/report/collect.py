@@ -25,12 +25,15 @@ from ..formats.results import ModelResult, read_result
 from ..formats.tokens import open_tokens
 from ..metrics import unigram_log_probs
 from ..runio import ARGS_FILE
+from ..training.config import STOPPING_RULE
 from .labels import COUNT_MODELS, Name, assign_labels, model_name
 from .stats import per_gene_sums
 
-# Arguments that do not make a different model variant (the seed is what a group averages over).
+# Arguments that do not make a different model variant (the seed is what a group averages over). The stopping
+# rule is not one either, as in the trainer's run identity: it decides only where a trajectory ends, and each
+# run says how it ended (so runs from before --patience_epochs existed join the later ones).
 NOT_VARIANT = frozenset({"seed", "output_dir", "device", "overwrite", "log_level", "log_every", "data_dir", "config",
-                         "train_fraction", "eval_batch_size", "checkpoint_every", "task"})
+                         "train_fraction", "eval_batch_size", "checkpoint_every", "task", *STOPPING_RULE})
 ROLE_ORDER = ("download", "prepare", "raw_tokens", "encode", "quantize", "train", "tune", "circuit", "trial", "report")
 
 
@@ -254,6 +257,10 @@ def collect_tracks(stages: list[StageRecord]) -> tuple[list[Track], list[str]]:
         if group is None:
             group = Group(result.model, name, variant, fraction, tuned=bool(record.args.get("config")))
             track.groups.append(group)
+        if result.seed in group.seeds:
+            problems.append(f"{record.name} ({record.folder}): a second run of seed {result.seed} with the same "
+                            "settings (another stopping rule?); left out of the tables")
+            continue
         group.runs.append(Run(record, result))
     for track in tracks.values():
         try:
