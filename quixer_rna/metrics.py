@@ -85,6 +85,12 @@ def unigram_log_probs(target_counts: torch.Tensor, smoothing: float = 1.0) -> to
     return torch.log(counts / counts.sum())
 
 
+def unigram_loss(train_counts: torch.Tensor, targets: torch.Tensor) -> float:
+    """Cross-entropy (nats per target) of `targets` under the smoothed train unigram: the plateau a model
+    starts on (its output bias) or passes through, which early stopping must not mistake for convergence."""
+    return float(-unigram_log_probs(train_counts)[targets.detach().cpu().long()].mean())
+
+
 def reference_perplexities(train_counts: torch.Tensor, test_counts: torch.Tensor) -> dict:
     """What any model must beat on the same targets: guessing uniformly (perplexity = vocabulary size) and the
     train-target unigram, from target counts [V] of the train and test windows."""

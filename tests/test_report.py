@@ -39,7 +39,8 @@ def _tokens(root: Path, test_sources: list[str] | None = None, test_genes: list[
 
 def _model_run(folder: Path, tokens: Path, model: str, seed: int, skill: float, fraction: float = 1.0,
                extra_args: dict | None = None, status: str = "completed", val_loss: float | None = None,
-               converged: bool = True, model_config: dict | None = None, noise_seed: int | None = None) -> None:
+               converged: bool = True, model_config: dict | None = None, noise_seed: int | None = None,
+               on_plateau: bool = False) -> None:
     """A model stage's folder as a trainer leaves it: run record, result, per-window predictions. `skill`
     moves probability towards the true target (0: uniform)."""
     data = open_tokens(tokens)
@@ -70,6 +71,9 @@ def _model_run(folder: Path, tokens: Path, model: str, seed: int, skill: float, 
         if not counts:
             result.update(converged=converged, stopped_by="patience" if converged else "budget",
                           epochs_seen=2.0 * fraction)
+        if on_plateau:  # its best val loss never went 0.01 below the unigram's
+            result["val"]["unigram_loss"] = result["val"]["loss"] - 0.005
+            result["train_config"] = {"patience_below_unigram": 0.01}
         write_result(folder, ModelResult.from_json({"windows": {}, "device": "cpu", **result}, "the test's result"))
         run.close(status) if status == "completed" else run.close(status, "stopped")
 
@@ -113,7 +117,8 @@ def test_report_has_means_over_seeds_gene_intervals_comparisons_and_scaling(stud
     assert f"| LSTM | 100 | {np.mean(per_seed):.4f} ± {np.std(per_seed, ddof=1):.4f} |" in md  # the main table
     assert track["best"] == "LSTM" and lstm["rank"] == "best" and lstm["versus_best"] is None
     assert quixer["versus_best"]["difference"]["point"] > 0 and quixer["rank"] == "worse"
-    assert quixer["postselection"] == pytest.approx(0.3) and quixer["convergence"] == {"seeds": 2, "hit_budget": 0}
+    assert quixer["postselection"] == pytest.approx(0.3) and quixer["convergence"] == {"seeds": 2, "hit_budget": 0,
+                                                                                  "on_plateau": 0}
     for row in (lstm, quixer, rows["n-gram (order 3)"]):
         assert row["interval"]["low"] <= row["cross_entropy"] <= row["interval"]["high"]
         assert row["gain"]["low"] <= row["gain"]["point"] <= row["gain"]["high"]
@@ -162,13 +167,14 @@ def test_a_model_that_hit_its_budget_is_marked(tmp_path):
     tokens = _tokens(runs / "data")
     _model_run(runs / "lstm_seed0", tokens, "lstm", 0, 0.1)
     _model_run(runs / "lstm_seed1", tokens, "lstm", 1, 0.1, converged=False)
+    _model_run(runs / "lstm_seed2", tokens, "lstm", 2, 0.1, converged=False, on_plateau=True)
     _model_run(runs / "ngram", tokens, "ngram", 0, 0.02)
     result = report.make_report(runs, n_boot=50)
     md = (runs / "report.md").read_text()
     rows = _rows(result)
-    assert rows["LSTM"]["convergence"] == {"seeds": 2, "hit_budget": 1}
-    assert rows["LSTM"]["stopped_by"] == {"budget": 1, "patience": 1}
-    assert "| no: 1 of 2 seeds hit the budget |" in md and "  - hit the training budget before converging: *LSTM*" in md
+    assert rows["LSTM"]["convergence"] == {"seeds": 3, "hit_budget": 2, "on_plateau": 1}
+    assert rows["LSTM"]["stopped_by"] == {"budget": 2, "patience": 1}
+    assert "| no: 2 of 3 seeds hit the budget (1 on the unigram plateau throughout) |" in md and "  - hit the training budget before converging: *LSTM*" in md
     assert rows["n-gram (order 3)"]["convergence"]["hit_budget"] is None
     assert "count models (n-gram, Markov) have no training to converge" in md
 

@@ -83,6 +83,11 @@ def test_the_study_protocol_trains_whole_epochs_with_the_controls():
     assert {"clusters:quixer_frozen:seed0", "clusters:bottleneck:seed0", "clusters:markov"} <= set(stages)
     argv = stages["clusters:lstm:seed0"].argv
     assert argv[argv.index("--max_steps_per_epoch") + 1] == "0" and argv[argv.index("--patience") + 1] == "2"
+    assert argv[argv.index("--patience_below_unigram") + 1] == "0.01"
+    assert "--patience_below_unigram" not in _by_name(_plan())["clusters:lstm:seed0"].argv
+    tuner = _by_name(plan(settings, Choices(out=OUT, quick=True, protocol="converge", tune=2), Path("/repo"),
+                          "python3"))["tune:raw:quixer"].argv
+    assert tuner[tuner.index("--patience_below_unigram") + 1] == "0.01"
     assert stages["clusters:quixer_frozen:seed0"].argv[-1] == "--freeze_circuit"
     bottleneck = stages["clusters:bottleneck:seed0"].argv
     assert bottleneck[bottleneck.index("--features") + 1] == str(3 * settings.quixer_qubits)
@@ -188,7 +193,7 @@ def test_recorded_settings_are_those_timings_json_always_held():
     assert record["inputs"] == "/d/a.fa /d/b.fa" and record["seeds"] == "0,1" and record["train_fractions"] == 1
     assert record["source"] == "FASTA" and record["synthetic"] is False and record["tracks"] == "clusters,raw"
     assert not {"checkpoint_every", "circuit_windows", "tune_space_quixer"} & set(record)
-    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 34
+    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 35
     assert record["protocol"] == "capped" and record["gene_map"] is None and record["patience"] == 10
     assert record["split_by"] == "gene"
     synthetic = recorded_settings(Settings.quick(), Choices(out=OUT, quick=True))

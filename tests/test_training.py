@@ -285,6 +285,27 @@ def test_early_stopping_on_val_loss(tmp_path, data):
     assert result["epochs_run"] == 2 and result["stopped_early"] is False
 
 
+def test_a_run_on_the_unigram_plateau_is_not_stopped_there(tmp_path, data):
+    """With --patience_below_unigram, patience counts only once the best val loss is that far below the train
+    unigram's: a run that learns nothing (lr 0) trains to its budget and is not called converged, one stopped on
+    the plateau under the plain rule continues, and one that learns stops by patience as before."""
+    plain = dict(epochs=4, lr=0.0, patience=1, patience_epochs=0)
+    stopped = train_model("tiny_test", {"dim": 8}, data, config(**plain), tmp_path / "a")
+    assert (stopped["epochs_run"], stopped["stopped_by"], stopped["converged"]) == (1, "patience", True)
+    waiting = dict(plain, patience_below_unigram=0.01)
+    continued = train_model("tiny_test", {"dim": 8}, data, config(**waiting), tmp_path / "a")
+    assert (continued["epochs_run"], continued["stopped_by"], continued["converged"]) == (4, "budget", False)
+    # the unigram's loss: the val targets under the add-one smoothed train target counts
+    train_targets, val_targets = data["train"].target_counts().double(), data["val"].target_counts().double()
+    log_probs = torch.log((train_targets + 1) / (train_targets + 1).sum())
+    unigram = float(-(log_probs * val_targets).sum() / val_targets.sum())
+    assert continued["val"]["unigram_loss"] == pytest.approx(unigram, rel=1e-9)
+    assert continued["val"]["loss"] > unigram - 0.01
+    learns = train_model("tiny_test", {"dim": 8}, data, config(**dict(waiting, epochs=40, lr=0.05)), tmp_path / "b")
+    assert (learns["stopped_by"], learns["converged"]) == ("patience", True) and learns["epochs_run"] < 40
+    assert learns["val"]["loss"] <= unigram - 0.01
+
+
 def test_a_stopped_run_continues_under_a_more_patient_rule_as_if_started_under_it(tmp_path, data):
     """The stopping rule decides only where a trajectory ends: rerun under a more patient rule, a stopped run
     continues and ends exactly where a run started under that rule ends."""

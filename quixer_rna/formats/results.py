@@ -7,11 +7,13 @@ mistyped field is one line naming the file and the field.
     tokens            folder, tokenizer ("clusters", "raw k-mers"), vocab_size, k, fingerprint
     test              loss (nats per target), perplexity, accuracy, top5_accuracy
     val               loss: the validation cross-entropy the model was chosen by (a trainer's best evaluation; the
-                      count models' at their chosen settings), windows_used, ...
+                      count models' at their chosen settings), windows_used, ..., unigram_loss (a trainer's: the
+                      train unigram's on the same windows)
     references        uniform_perplexity, unigram_perplexity (the same targets)
     parameters        trainable parameters (n-gram: stored n-gram types; Markov: counts)
     train_seconds, train (fraction of the training genes, windows, kmers, ...), model_config, windows (per split)
-    neural models     converged (no better val loss for --patience evaluations and --patience_epochs), stopped_by
+    neural models     converged (no better val loss for --patience evaluations and --patience_epochs, once below the
+                      unigram by --patience_below_unigram), stopped_by
                       ("patience" or "budget"), windows_seen, epochs_seen, epochs_run, steps, evaluations,
                       best_epoch, best_step, stopped_early, optimizer, train_config, context_length, extra (model
                       metrics such as mean_postselection), device, world_size
@@ -60,6 +62,7 @@ class ValMetrics(_ValRequired, total=False):
     windows_total: int
     sample: str
     perplexity: float
+    unigram_loss: float
 
 
 class _TrainRequired(TypedDict):

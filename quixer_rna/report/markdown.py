@@ -23,7 +23,8 @@ def converged(c: Convergence) -> str:
         return NONE
     if c.hit_budget == 0:
         return "yes"
-    return f"no: {c.hit_budget} of {c.seeds} seed{'s' * (c.seeds > 1)} hit the budget"
+    plateau = f" ({c.on_plateau} on the unigram plateau throughout)" if c.on_plateau else ""
+    return f"no: {c.hit_budget} of {c.seeds} seed{'s' * (c.seeds > 1)} hit the budget{plateau}"
 
 
 def _stopped(row: ModelRow) -> str:

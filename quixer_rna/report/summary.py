@@ -48,10 +48,18 @@ def _rank(group: Group, best: Group | None, versus: Comparison | None, rankable:
     return "-" if versus is None else versus.verdict
 
 
+def _on_plateau(result: ModelResult) -> bool:
+    """A run the stopping rule kept going because its best never left the train unigram by the rule's margin."""
+    margin = (result.train_config or {}).get("patience_below_unigram", 0.0)
+    unigram = result.val.get("unigram_loss")
+    return bool(margin) and unigram is not None and result.val_loss > unigram - margin
+
+
 def _convergence(group: Group) -> Convergence:
     if group.counts:
         return Convergence(len(group.runs), None)
-    return Convergence(len(group.runs), sum(run.result.converged is not True for run in group.runs))
+    budget = [run.result for run in group.runs if run.result.converged is not True]
+    return Convergence(len(group.runs), len(budget), sum(map(_on_plateau, budget)))
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:

@@ -124,12 +124,19 @@ def track_models(track: str, choices: Choices) -> tuple[str, ...]:
     return TRACKS_TABLE[track].models + (CONTROLS if choices.converging else ())
 
 
+def stopping_flags(settings: Settings) -> list[str]:
+    """The stopping rule of every trainer and tuner; the unigram margin only where the protocol sets one, so the
+    capped protocol's commands (and the runs recorded under them) stay as they were."""
+    margin = settings.patience_below_unigram
+    return ["--patience", str(settings.patience), *(["--patience_below_unigram", str(margin)] if margin else [])]
+
+
 def trainer_flags(settings: Settings, choices: Choices, tokens: Path) -> list[str]:
     """The flags every neural model's trainer gets first, tuned or not."""
     s = settings
     return ["--data_dir", str(tokens), "--epochs", str(s.epochs), "--batch_size", str(s.batch_size),
             "--max_steps_per_epoch", str(s.max_steps_per_epoch), "--eval_every", str(s.eval_every),
-            "--patience", str(s.patience), "--val_windows", str(s.val_windows),
+            *stopping_flags(s), "--val_windows", str(s.val_windows),
             "--checkpoint_every", str(s.checkpoint_every), "--device", choices.device]
 
 
@@ -140,7 +147,7 @@ def tuner_flags(settings: Settings, choices: Choices, tokens: Path, model: Model
     return ["--data_dir", str(tokens), "--model", model.name, "--output_dir", str(folder), "--n_trials",
             str(choices.tune), "--epochs_per_trial", str(s.tune_epochs), "--max_steps_per_epoch",
             str(s.max_steps_per_epoch), "--batch_size", str(s.batch_size), "--eval_every", str(s.eval_every),
-            "--patience", str(s.patience), "--val_windows", str(s.val_windows), "--seed", str(s.seed),
+            *stopping_flags(s), "--val_windows", str(s.val_windows), "--seed", str(s.seed),
             "--device", choices.device, *model.tune_flags,
             *(["--search_space", json.dumps(space)] if space is not None else [])]
 

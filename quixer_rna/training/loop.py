@@ -11,10 +11,13 @@ stopping. The start is a candidate so that a run that never improves on it (litt
 at once) ends with its starting weights (the output bias at the train unigram), not with its first evaluation's.
 Validation uses a fixed seeded sample of --val_windows windows.
 
-Early stopping: a run stops once --patience evaluations in a row brought no better val loss and its best is
---patience_epochs epochs of training old. The rule only decides where a trajectory ends, so a run stopped under
-one rule and rerun under a more patient one continues from where it stopped, exactly as if it had been started
-under the new rule (a rule that would have stopped it earlier is refused).
+Early stopping: a run stops once --patience evaluations in a row brought no better val loss, its best is
+--patience_epochs epochs of training old and (with --patience_below_unigram) at least that far below the train
+unigram's val loss: a model can sit on the unigram plateau for epochs before it leaves it (Quixer on raw 6-mers),
+and stopping it there would measure when the plateau ends, not what the model learns. The rule only decides
+where a trajectory ends, so a run stopped under one rule and rerun under a more patient one continues from where
+it stopped, exactly as if it had been started under the new rule (a rule that would have stopped it earlier is
+refused).
 
 Exact resumption: the window order of an epoch is a pure function of (seed, epoch), and a checkpoint holds
 every rank's RNG states, the position within the epoch and the running sums (summed over ranks when saved),
@@ -49,7 +52,8 @@ from ..formats import SPLITS
 from ..formats.predictions import FILE as PREDICTIONS_FILE, save_predictions
 from ..formats.results import ModelResult
 from ..formats.tokens import TokenData
-from ..metrics import ScoreArrays, empty_sums, reference_perplexities, score_sums, summarize, window_scores
+from ..metrics import (ScoreArrays, empty_sums, reference_perplexities, score_sums, summarize, unigram_loss,
+                       window_scores)
 from ..models import build_model, config_dict, make_config
 from ..plots import plot_training_curves
 from ..progress import Progress
@@ -190,6 +194,7 @@ class Trainer:
         self.val = data["val"].to(self.device) if on_gpu else data["val"]
         self.test = data["test"].to(self.device) if on_gpu else data["test"]
         self.val_index = val_sample(self.val.num_windows, config.val_windows, config.seed).to(self.val.device)
+        self.val_unigram_loss = unigram_loss(train.target_counts(), self.val.targets(self.val_index))
         self.identity = {
             "model_name": model_name,
             "model_config": config_dict(self.model_config),
@@ -234,7 +239,7 @@ class Trainer:
         # checkpoints written before the stopping rule was kept apart hold --patience in their identity
         identity = {k: v for k, v in saved["identity"].items() if k not in STOPPING_RULE}
         saved_rule = {"patience": saved["identity"].get("patience"), "patience_epochs": 0.0,
-                      **saved.get("stopping_rule", {})}
+                      "patience_below_unigram": 0.0, **saved.get("stopping_rule", {})}
         mismatch = ckpt.describe_mismatch(identity, self.identity)
         if mismatch:
             raise UserError(
@@ -258,11 +263,13 @@ class Trainer:
             LOG.info("resuming %s at epoch %d step %d of %d", path, self.state.next_epoch, self.state.next_step,
                      self.steps_per_epoch)
 
-    def _patience_spent(self, bad_evaluations: int, steps_since_best: int) -> bool:
+    def _patience_spent(self, bad_evaluations: int, steps_since_best: int, best_val_loss: float) -> bool:
         """The stopping rule, for the live run and for replaying a saved history under another rule."""
         cfg = self.config
         return (cfg.patience > 0 and bad_evaluations >= cfg.patience
-                and steps_since_best >= cfg.patience_epochs * self.steps_per_epoch)
+                and steps_since_best >= cfg.patience_epochs * self.steps_per_epoch
+                and (cfg.patience_below_unigram == 0
+                     or best_val_loss <= self.val_unigram_loss - cfg.patience_below_unigram))
 
     def _apply_stopping_rule(self, path: Path, saved_rule: dict[str, Any]) -> None:
         """Resume a run saved under another stopping rule: replay its evaluations under this one. A run that
@@ -274,7 +281,7 @@ class Trainer:
             else:
                 bad += 1
             last = row["epoch_end"] and row["epoch"] >= self.config.epochs
-            if self._patience_spent(bad, row["step"] - best_step) and not last:
+            if self._patience_spent(bad, row["step"] - best_step, best) and not last:
                 if index == len(state.history) - 1 and state.stopped_early:
                     return  # the same end under both rules
                 raise UserError(
@@ -398,7 +405,8 @@ class Trainer:
         state.extra_sums = {}
         state.interval_seconds = 0.0
         last = epoch_end and epoch >= self.config.epochs
-        spent = self._patience_spent(state.bad_evaluations, state.global_step - state.best_step)
+        spent = self._patience_spent(state.bad_evaluations, state.global_step - state.best_step,
+                                     state.best_val_loss)
         state.stopped_early = spent and not last
         if epoch_end:
             state.next_epoch, state.next_step = epoch + 1, 0
@@ -507,6 +515,10 @@ class Trainer:
             return self.state.final_metrics
         if self.dist.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.patience_below_unigram > 0 and self.dist.is_main_process:
+            LOG.info("early stopping waits for a val loss of %.4f or less (the train unigram's %.4f, less "
+                     "--patience_below_unigram)", self.val_unigram_loss - self.config.patience_below_unigram,
+                     self.val_unigram_loss)
         if not self.state.history:  # a fresh run: the start (epoch 1, step 0) is the first candidate for the best
             self._evaluate(1, self._hook(1), epoch_end=False)
         while not self.state.stopped_early and self.state.next_epoch <= self.config.epochs:
@@ -551,7 +563,8 @@ class Trainer:
             seed=self.config.seed,
             tokens=data.summary(),
             test=test,
-            val={"loss": state.best_val_loss, "windows_used": int(len(self.val_index)),
+            val={"loss": state.best_val_loss, "unigram_loss": self.val_unigram_loss,
+                 "windows_used": int(len(self.val_index)),
                  "windows_total": self.val.num_windows,
                  "sample": "all" if len(self.val_index) == self.val.num_windows else f"seeded by --seed {self.config.seed}"},
             references=reference_perplexities(data["train"].target_counts(), self.test.target_counts()),
@@ -567,7 +580,8 @@ class Trainer:
             windows_seen=state.windows_seen,
             epochs_seen=state.windows_seen / max(1, self.train.num_windows),
             stopped_by="patience" if state.stopped_early else "budget",
-            converged=self._patience_spent(state.bad_evaluations, state.global_step - state.best_step),
+            converged=self._patience_spent(state.bad_evaluations, state.global_step - state.best_step,
+                                           state.best_val_loss),
             optimizer={"name": "AdamW", "weight_decay": self.config.weight_decay,
                        "parameters": decay_summary(self.model, self.config.weight_decay),
                        "output_bias_start": "train unigram" if self.starts_at_unigram else "default"},
