@@ -144,7 +144,7 @@ def test_a_rerun_under_a_more_patient_rule_continues_the_stopped_run(tmp_path, c
     assert (first["steps"], first["best_step"], first["stopped_by"]) == (3, 0, "patience")
     capsys.readouterr()
     assert train_classical_baselines.main([*argv, "--patience_epochs", "2"]) == 0
-    assert "continuing under {'patience': 1, 'patience_epochs': 2.0, 'patience_below_unigram': 0.0}" in capsys.readouterr().err
+    assert "continuing under {'patience': 1, 'patience_epochs': 2.0, 'plateau_margin': 0.0}" in capsys.readouterr().err
     second = json.loads((out / "metrics.json").read_text())
     assert (second["steps"], second["best_step"], second["stopped_by"]) == (12, 0, "patience")
     record = json.loads((out / "args.json").read_text())

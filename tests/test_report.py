@@ -73,7 +73,7 @@ def _model_run(folder: Path, tokens: Path, model: str, seed: int, skill: float, 
                           epochs_seen=2.0 * fraction)
         if on_plateau:  # its best val loss never went 0.01 below the unigram's
             result["val"]["unigram_loss"] = result["val"]["loss"] - 0.005
-            result["train_config"] = {"patience_below_unigram": 0.01}
+            result["train_config"] = {"plateau_margin": 0.01}
         write_result(folder, ModelResult.from_json({"windows": {}, "device": "cpu", **result}, "the test's result"))
         run.close(status) if status == "completed" else run.close(status, "stopped")
 

@@ -83,11 +83,11 @@ def test_the_study_protocol_trains_whole_epochs_with_the_controls():
     assert {"clusters:quixer_frozen:seed0", "clusters:bottleneck:seed0", "clusters:markov"} <= set(stages)
     argv = stages["clusters:lstm:seed0"].argv
     assert argv[argv.index("--max_steps_per_epoch") + 1] == "0" and argv[argv.index("--patience") + 1] == "2"
-    assert argv[argv.index("--patience_below_unigram") + 1] == "0.01"
-    assert "--patience_below_unigram" not in _by_name(_plan())["clusters:lstm:seed0"].argv
+    assert argv[argv.index("--plateau_margin") + 1] == "0.01"
+    assert "--plateau_margin" not in _by_name(_plan())["clusters:lstm:seed0"].argv
     tuner = _by_name(plan(settings, Choices(out=OUT, quick=True, protocol="converge", tune=2), Path("/repo"),
                           "python3"))["tune:raw:quixer"].argv
-    assert tuner[tuner.index("--patience_below_unigram") + 1] == "0.01"
+    assert tuner[tuner.index("--plateau_margin") + 1] == "0.01"
     assert stages["clusters:quixer_frozen:seed0"].argv[-1] == "--freeze_circuit"
     bottleneck = stages["clusters:bottleneck:seed0"].argv
     assert bottleneck[bottleneck.index("--features") + 1] == str(3 * settings.quixer_qubits)

@@ -5,6 +5,7 @@ and leaves files every later stage can read."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,13 +287,13 @@ def test_early_stopping_on_val_loss(tmp_path, data):
 
 
 def test_a_run_on_the_unigram_plateau_is_not_stopped_there(tmp_path, data):
-    """With --patience_below_unigram, patience counts only once the best val loss is that far below the train
-    unigram's: a run that learns nothing (lr 0) trains to its budget and is not called converged, one stopped on
-    the plateau under the plain rule continues, and one that learns stops by patience as before."""
+    """With --plateau_margin, a flat evaluation on the unigram plateau is not counted by patience: a run that
+    learns nothing (lr 0: the same val loss every time) trains to its budget and is not called converged, one
+    stopped on the plateau under the plain rule continues, and one that learns stops by patience as before."""
     plain = dict(epochs=4, lr=0.0, patience=1, patience_epochs=0)
     stopped = train_model("tiny_test", {"dim": 8}, data, config(**plain), tmp_path / "a")
     assert (stopped["epochs_run"], stopped["stopped_by"], stopped["converged"]) == (1, "patience", True)
-    waiting = dict(plain, patience_below_unigram=0.01)
+    waiting = dict(plain, plateau_margin=0.01)
     continued = train_model("tiny_test", {"dim": 8}, data, config(**waiting), tmp_path / "a")
     assert (continued["epochs_run"], continued["stopped_by"], continued["converged"]) == (4, "budget", False)
     # the unigram's loss: the val targets under the add-one smoothed train target counts
@@ -304,6 +305,12 @@ def test_a_run_on_the_unigram_plateau_is_not_stopped_there(tmp_path, data):
     learns = train_model("tiny_test", {"dim": 8}, data, config(**dict(waiting, epochs=40, lr=0.05)), tmp_path / "b")
     assert (learns["stopped_by"], learns["converged"]) == ("patience", True) and learns["epochs_run"] < 40
     assert learns["val"]["loss"] <= unigram - 0.01
+    # what counts: a rising curve on the plateau (overfitting), and anything once the best has left it
+    trainer = Trainer("tiny_test", {"dim": 8}, data, config(plateau_margin=0.01), tmp_path / "c", DistContext())
+    counted = trainer._counted
+    assert not counted(unigram + 0.005, unigram) and not counted(unigram - 0.001, unigram - 0.005)
+    assert counted(unigram + 0.02, unigram) and counted(math.nan, unigram)
+    assert counted(unigram - 0.019, unigram - 0.02)
 
 
 def test_a_stopped_run_continues_under_a_more_patient_rule_as_if_started_under_it(tmp_path, data):

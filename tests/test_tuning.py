@@ -73,7 +73,7 @@ def test_study_writes_every_output_continues_on_rerun_and_best_params_train(data
     assert metrics["trials_by_state"]["COMPLETE"] == 3 and metrics["n_trials_with_value"] == 3
     assert metrics["best_value"] == min(float(r["value"]) for r in rows)
     assert metrics["budget"] == {"trials": 3, "epochs_per_trial": 2, "patience": 3, "patience_epochs": 1.0,
-                                 "patience_below_unigram": 0.0, "eval_every": 0, "max_steps_per_epoch": 2,
+                                 "plateau_margin": 0.0, "eval_every": 0, "max_steps_per_epoch": 2,
                                  "batch_size": 16}
     assert metrics["sampler"]["seed"] == 0 and metrics["pruner"]["name"] == "MedianPruner"
     assert set(metrics["param_importances"]) == {"lr", "weight_decay", "dropout"}

@@ -12,11 +12,10 @@ mistyped field is one line naming the file and the field.
     references        uniform_perplexity, unigram_perplexity (the same targets)
     parameters        trainable parameters (n-gram: stored n-gram types; Markov: counts)
     train_seconds, train (fraction of the training genes, windows, kmers, ...), model_config, windows (per split)
-    neural models     converged (no better val loss for --patience evaluations and --patience_epochs, once below the
-                      unigram by --patience_below_unigram), stopped_by
-                      ("patience" or "budget"), windows_seen, epochs_seen, epochs_run, steps, evaluations,
-                      best_epoch, best_step, stopped_early, optimizer, train_config, context_length, extra (model
-                      metrics such as mean_postselection), device, world_size
+    neural models     converged (no better val loss for --patience counted evaluations and --patience_epochs; see
+                      --plateau_margin), stopped_by ("patience" or "budget"), windows_seen, epochs_seen,
+                      epochs_run, steps, evaluations, best_epoch, best_step, stopped_early, optimizer, train_config,
+                      context_length, extra (model metrics such as mean_postselection), device, world_size
     count models      what they chose and how (counting, discount_tuning, order_selection, parameters_note)
 
 Roles live in args.json ("role": "train" for all of them); the report never guesses from folder names.

@@ -99,7 +99,7 @@ class Tokenizer:
 @dataclass(frozen=True)
 class Convergence:
     """Whether training converged: None for a count model (no training), else how many seeds hit the budget and,
-    of those, how many were still on the unigram plateau (never --patience_below_unigram below it)."""
+    of those, how many were still on the unigram plateau (never --plateau_margin below it)."""
 
     seeds: int
     hit_budget: int | None

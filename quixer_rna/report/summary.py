@@ -49,8 +49,8 @@ def _rank(group: Group, best: Group | None, versus: Comparison | None, rankable:
 
 
 def _on_plateau(result: ModelResult) -> bool:
-    """A run the stopping rule kept going because its best never left the train unigram by the rule's margin."""
-    margin = (result.train_config or {}).get("patience_below_unigram", 0.0)
+    """A run that hit its budget with its best never the rule's --plateau_margin below the train unigram."""
+    margin = (result.train_config or {}).get("plateau_margin", 0.0)
     unigram = result.val.get("unigram_loss")
     return bool(margin) and unigram is not None and result.val_loss > unigram - margin
 

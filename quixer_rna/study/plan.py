@@ -127,8 +127,8 @@ def track_models(track: str, choices: Choices) -> tuple[str, ...]:
 def stopping_flags(settings: Settings) -> list[str]:
     """The stopping rule of every trainer and tuner; the unigram margin only where the protocol sets one, so the
     capped protocol's commands (and the runs recorded under them) stay as they were."""
-    margin = settings.patience_below_unigram
-    return ["--patience", str(settings.patience), *(["--patience_below_unigram", str(margin)] if margin else [])]
+    margin = settings.plateau_margin
+    return ["--patience", str(settings.patience), *(["--plateau_margin", str(margin)] if margin else [])]
 
 
 def trainer_flags(settings: Settings, choices: Choices, tokens: Path) -> list[str]:

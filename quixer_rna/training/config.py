@@ -15,7 +15,7 @@ CPU_BATCH = 32
 CUDA_BATCH = 1024
 TASKS = ("autoregressive",)
 # where early stopping ends a run; a run stopped under one rule may be continued under a more patient one
-STOPPING_RULE = ("patience", "patience_epochs", "patience_below_unigram")
+STOPPING_RULE = ("patience", "patience_epochs", "plateau_margin")
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,12 @@ class TrainConfig:
                 "every few hundred steps, --patience alone shrinks (in epochs) as the data grow (3 evaluations of "
                 "500 steps are 1.9 epochs of 500 RefSeq mRNAs, 0.26 of 4,000), and a model still on the unigram "
                 "plateau it starts from is stopped there; 0 = evaluations alone"})
-    patience_below_unigram: float = field(default=0.0, metadata={
+    plateau_margin: float = field(default=0.0, metadata={
         "type": nonnegative_float,
-        "help": "and stop only once the best val loss is at least this many nats below the train unigram's on the "
-                "same windows: a model on the unigram plateau (where the output bias starts it) may leave it after "
-                "epochs, so until then only --epochs ends the run, and the result says it hit its budget; "
-                "0 = from the start"})
+        "help": "nats: while the best val loss is not this far below the train unigram's on the same windows (the "
+                "plateau the output bias starts a model on), an evaluation within this much of the best is not "
+                "counted by --patience: a flat curve there is a model that has not left the plateau yet, a rising "
+                "one is overfitting and counts; 0 = every evaluation counts"})
     max_steps_per_epoch: int = field(default=0, metadata={
         "type": nonnegative_int,
         "help": "cap on optimiser steps per epoch (a fresh random subset each epoch); 0 = all windows"})

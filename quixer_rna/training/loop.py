@@ -11,13 +11,15 @@ stopping. The start is a candidate so that a run that never improves on it (litt
 at once) ends with its starting weights (the output bias at the train unigram), not with its first evaluation's.
 Validation uses a fixed seeded sample of --val_windows windows.
 
-Early stopping: a run stops once --patience evaluations in a row brought no better val loss, its best is
---patience_epochs epochs of training old and (with --patience_below_unigram) at least that far below the train
-unigram's val loss: a model can sit on the unigram plateau for epochs before it leaves it (Quixer on raw 6-mers),
-and stopping it there would measure when the plateau ends, not what the model learns. The rule only decides
-where a trajectory ends, so a run stopped under one rule and rerun under a more patient one continues from where
-it stopped, exactly as if it had been started under the new rule (a rule that would have stopped it earlier is
-refused).
+Early stopping: a run stops once --patience counted evaluations in a row brought no better val loss and its best
+is --patience_epochs epochs of training old. Every evaluation no better than the best counts, except, with
+--plateau_margin, a flat one on the unigram plateau (within the margin of a best that is not the margin below
+the train unigram's val loss): a model can sit on that plateau for epochs before it leaves it (Quixer on raw
+6-mers), and stopping it there would measure when the plateau ends, not what the model learns; a rising curve
+(overfitting) still counts. A run that stays flat trains to its budget and is not called converged. The rule
+only decides where a trajectory ends, so a run stopped under one rule and rerun under a more patient one
+continues from where it stopped, exactly as if it had been started under the new rule (a rule that would have
+stopped it earlier is refused).
 
 Exact resumption: the window order of an epoch is a pure function of (seed, epoch), and a checkpoint holds
 every rank's RNG states, the position within the epoch and the running sums (summed over ranks when saved),
@@ -239,7 +241,7 @@ class Trainer:
         # checkpoints written before the stopping rule was kept apart hold --patience in their identity
         identity = {k: v for k, v in saved["identity"].items() if k not in STOPPING_RULE}
         saved_rule = {"patience": saved["identity"].get("patience"), "patience_epochs": 0.0,
-                      "patience_below_unigram": 0.0, **saved.get("stopping_rule", {})}
+                      "plateau_margin": 0.0, **saved.get("stopping_rule", {})}
         mismatch = ckpt.describe_mismatch(identity, self.identity)
         if mismatch:
             raise UserError(
@@ -263,13 +265,17 @@ class Trainer:
             LOG.info("resuming %s at epoch %d step %d of %d", path, self.state.next_epoch, self.state.next_step,
                      self.steps_per_epoch)
 
-    def _patience_spent(self, bad_evaluations: int, steps_since_best: int, best_val_loss: float) -> bool:
+    def _patience_spent(self, bad_evaluations: int, steps_since_best: int) -> bool:
         """The stopping rule, for the live run and for replaying a saved history under another rule."""
         cfg = self.config
         return (cfg.patience > 0 and bad_evaluations >= cfg.patience
-                and steps_since_best >= cfg.patience_epochs * self.steps_per_epoch
-                and (cfg.patience_below_unigram == 0
-                     or best_val_loss <= self.val_unigram_loss - cfg.patience_below_unigram))
+                and steps_since_best >= cfg.patience_epochs * self.steps_per_epoch)
+
+    def _counted(self, val_loss: float, best_val_loss: float) -> bool:
+        """Whether an evaluation no better than the best is a step of early stopping: not a flat one on the
+        unigram plateau (see --plateau_margin)."""
+        margin = self.config.plateau_margin
+        return margin == 0 or best_val_loss <= self.val_unigram_loss - margin or not val_loss <= best_val_loss + margin
 
     def _apply_stopping_rule(self, path: Path, saved_rule: dict[str, Any]) -> None:
         """Resume a run saved under another stopping rule: replay its evaluations under this one. A run that
@@ -278,16 +284,17 @@ class Trainer:
         for index, row in enumerate(state.history):
             if row["val_loss"] < best:
                 best, best_step, bad = row["val_loss"], row["step"], 0
-            else:
+            elif self._counted(row["val_loss"], best):
                 bad += 1
             last = row["epoch_end"] and row["epoch"] >= self.config.epochs
-            if self._patience_spent(bad, row["step"] - best_step, best) and not last:
+            if self._patience_spent(bad, row["step"] - best_step) and not last:
                 if index == len(state.history) - 1 and state.stopped_early:
                     return  # the same end under both rules
                 raise UserError(
                     f"{path}: holds a run trained under the stopping rule {saved_rule}; the rule asked for "
                     f"({self.stopping_rule}) would have stopped it at step {row['step']}, before it ended; pass "
                     "--overwrite to train it afresh, or choose another --output_dir")
+        state.bad_evaluations = bad  # as this rule counts them
         if state.stopped_early:
             LOG.info("%s: stopped at step %d under %s; continuing under %s", path, state.global_step, saved_rule,
                      self.stopping_rule)
@@ -398,15 +405,14 @@ class Trainer:
         if improved:
             state.best_val_loss, state.best_epoch, state.best_step, state.bad_evaluations = (
                 val["loss"], epoch, state.global_step, 0)
-        else:
+        elif self._counted(val["loss"], state.best_val_loss):
             state.bad_evaluations += 1
         state.history = [*state.history, row]
         state.train_sums = empty_sums().to(self.device)
         state.extra_sums = {}
         state.interval_seconds = 0.0
         last = epoch_end and epoch >= self.config.epochs
-        spent = self._patience_spent(state.bad_evaluations, state.global_step - state.best_step,
-                                     state.best_val_loss)
+        spent = self._patience_spent(state.bad_evaluations, state.global_step - state.best_step)
         state.stopped_early = spent and not last
         if epoch_end:
             state.next_epoch, state.next_step = epoch + 1, 0
@@ -515,10 +521,10 @@ class Trainer:
             return self.state.final_metrics
         if self.dist.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-        if self.config.patience_below_unigram > 0 and self.dist.is_main_process:
-            LOG.info("early stopping waits for a val loss of %.4f or less (the train unigram's %.4f, less "
-                     "--patience_below_unigram)", self.val_unigram_loss - self.config.patience_below_unigram,
-                     self.val_unigram_loss)
+        if self.config.plateau_margin > 0 and self.dist.is_main_process:
+            LOG.info("on the unigram plateau (best val loss above %.4f: the train unigram's %.4f less "
+                     "--plateau_margin) an evaluation within the margin of the best is not counted by --patience",
+                     self.val_unigram_loss - self.config.plateau_margin, self.val_unigram_loss)
         if not self.state.history:  # a fresh run: the start (epoch 1, step 0) is the first candidate for the best
             self._evaluate(1, self._hook(1), epoch_end=False)
         while not self.state.stopped_early and self.state.next_epoch <= self.config.epochs:
@@ -580,8 +586,7 @@ class Trainer:
             windows_seen=state.windows_seen,
             epochs_seen=state.windows_seen / max(1, self.train.num_windows),
             stopped_by="patience" if state.stopped_early else "budget",
-            converged=self._patience_spent(state.bad_evaluations, state.global_step - state.best_step,
-                                           state.best_val_loss),
+            converged=self._patience_spent(state.bad_evaluations, state.global_step - state.best_step),
             optimizer={"name": "AdamW", "weight_decay": self.config.weight_decay,
                        "parameters": decay_summary(self.model, self.config.weight_decay),
                        "output_bias_start": "train unigram" if self.starts_at_unigram else "default"},

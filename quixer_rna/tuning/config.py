@@ -21,7 +21,7 @@ from ..training import TrainConfig
 from .space import MODELS, TRAINING
 
 # Flags of each group of the script's --help (the others are the study's); add_common_args makes COMMON_FLAGS.
-TRIAL_FLAGS = ("patience", "patience_epochs", "patience_below_unigram", "batch_size", "max_steps_per_epoch", "eval_every", "val_windows",
+TRIAL_FLAGS = ("patience", "patience_epochs", "plateau_margin", "batch_size", "max_steps_per_epoch", "eval_every", "val_windows",
                "log_every")
 MODEL_FLAGS = ("init_strategy", "use_layerwise_training", "layerwise_epochs", "freeze_circuit", "features")
 COMMON_FLAGS = ("seed", "device", "overwrite")
@@ -84,7 +84,7 @@ class TuneConfig:
 
     patience: int = _trainer("patience")
     patience_epochs: float = _trainer("patience_epochs")
-    patience_below_unigram: float = _trainer("patience_below_unigram")
+    plateau_margin: float = _trainer("plateau_margin")
     batch_size: int | None = _trainer("batch_size")
     max_steps_per_epoch: int = _trainer("max_steps_per_epoch")
     eval_every: int = _trainer("eval_every")
@@ -120,7 +120,7 @@ class TuneConfig:
 
     def comparable(self) -> dict[str, Any]:
         """What makes the study's trials comparable: a study refuses to continue under other values."""
-        names = ("model", "epochs_per_trial", "patience", "patience_epochs", "patience_below_unigram", "batch_size",
+        names = ("model", "epochs_per_trial", "patience", "patience_epochs", "plateau_margin", "batch_size",
                  "max_steps_per_epoch", "eval_every", "val_windows", "seed")
         return {**{name: getattr(self, name) for name in names}, **self._model_flags()}
 
@@ -131,7 +131,7 @@ class TuneConfig:
         rates = {name: value for name, value in values.items() if name in TRAINING}
         return TrainConfig(**rates, epochs=self.epochs_per_trial, patience=self.patience,
                            patience_epochs=self.patience_epochs,
-                           patience_below_unigram=self.patience_below_unigram, batch_size=self.batch_size,
+                           plateau_margin=self.plateau_margin, batch_size=self.batch_size,
                            max_steps_per_epoch=self.max_steps_per_epoch, eval_every=self.eval_every,
                            val_windows=self.val_windows, seed=self.seed, device=self.device,
                            log_every=self.log_every, checkpoint_every=0)

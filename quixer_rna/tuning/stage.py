@@ -55,7 +55,7 @@ def open_study(config: TuneConfig, choice: StorageChoice, sampler: optuna.sample
     settings = json.loads(json.dumps(config.comparable()))
     stored = study.user_attrs.get("settings")
     if stored is not None:  # studies made before the option ran under its default
-        stored = {"patience_below_unigram": 0.0, **stored}
+        stored = {"plateau_margin": 0.0, **stored}
     if stored is None:
         study.set_user_attr("settings", settings)
     elif stored != settings:

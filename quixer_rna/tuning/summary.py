@@ -118,7 +118,7 @@ def summarize_study(study: optuna.Study, config: TuneConfig, objective: Objectiv
         "trials_run_by_this_process": objective.ran,
         "budget": {"trials": config.n_trials, "epochs_per_trial": config.epochs_per_trial,
                    "patience": config.patience, "patience_epochs": config.patience_epochs,
-                   "patience_below_unigram": config.patience_below_unigram,
+                   "plateau_margin": config.plateau_margin,
                    "eval_every": config.eval_every,
                    "max_steps_per_epoch": config.max_steps_per_epoch, "batch_size": config.batch_size},
         **search,
