@@ -522,8 +522,8 @@ class Trainer:
         if self.dist.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.config.plateau_margin > 0 and self.dist.is_main_process:
-            LOG.info("on the unigram plateau (best val loss above %.4f: the train unigram's %.4f less "
-                     "--plateau_margin) an evaluation within the margin of the best is not counted by --patience",
+            LOG.info("while the best val loss is above %.4f (the train unigram's %.4f less --plateau_margin), an "
+                     "evaluation within the margin of the best is not counted by --patience",
                      self.val_unigram_loss - self.config.plateau_margin, self.val_unigram_loss)
         if not self.state.history:  # a fresh run: the start (epoch 1, step 0) is the first candidate for the best
             self._evaluate(1, self._hook(1), epoch_end=False)
