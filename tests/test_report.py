@@ -284,3 +284,17 @@ def test_folder_without_stages_is_a_one_line_error(tmp_path):
         report.make_report(tmp_path)
     with pytest.raises(UserError, match="folder not found"):
         report.make_report(tmp_path / "absent")
+
+
+def test_the_order_runs_were_made_in_does_not_move_the_intervals(study):
+    first = report.make_report(study, n_boot=200, seed=0)
+    for folder in ("lstm_seed0", "quixer_seed0"):  # rerun later: their records now come after seed 1's
+        record_path = study / folder / "args.json"
+        record = json.loads(record_path.read_text())
+        record["started"] = "2999-01-01T00:00:00+00:00"
+        record_path.write_text(json.dumps(record))
+    again = report.make_report(study, n_boot=200, seed=0)
+    for label in ("LSTM", "Quixer"):
+        before, after = _rows(first)[label], _rows(again)[label]
+        assert after["seeds"] == [0, 1] and after["interval"] == before["interval"], label
+        assert after["gain"] == before["gain"], label

@@ -263,6 +263,10 @@ def collect_tracks(stages: list[StageRecord]) -> tuple[list[Track], list[str]]:
             continue
         group.runs.append(Run(record, result))
     for track in tracks.values():
+        # the bootstrap draws seeds per group, in order: the order runs were made must not move the intervals
+        track.groups.sort(key=lambda g: (json.dumps(g.variant, sort_keys=True, default=str), g.fraction))
+        for group in track.groups:
+            group.runs.sort(key=lambda run: run.result.seed)
         try:
             _reference(track)
         except UserError as exc:
