@@ -149,6 +149,15 @@ def test_a_rerun_under_a_more_patient_rule_continues_the_stopped_run(tmp_path, c
     assert (second["steps"], second["best_step"], second["stopped_by"]) == (12, 0, "patience")
     record = json.loads((out / "args.json").read_text())
     assert record["status"] == "completed" and record["args"]["patience_epochs"] == 2.0
+    # a rule that ends the run where it ended: tested again and recorded under it, then reported as it stands
+    capsys.readouterr()
+    assert train_classical_baselines.main([*argv, "--patience_epochs", "1.9"]) == 0
+    assert "ends at step 12 under {'patience': 1, 'patience_epochs': 1.9" in capsys.readouterr().err
+    third = json.loads((out / "metrics.json").read_text())
+    assert third["test"] == second["test"] and (third["steps"], third["train_config"]["patience_epochs"]) == (12, 1.9)
+    assert json.loads((out / "args.json").read_text())["args"]["patience_epochs"] == 1.9
+    assert train_classical_baselines.main([*argv, "--patience_epochs", "1.9"]) == 0
+    assert "already holds a completed run" in capsys.readouterr().err
 
 
 def test_bad_flags_are_one_line(tmp_path, capsys):

@@ -66,7 +66,7 @@ def _train_or_report(stage_name: str, stage: TrainerStageConfig, train: TrainCon
         if done and trainer.completed:
             LOG.info("%s already holds a completed run; reporting it (pass --overwrite to train again)", output_dir)
             return read_result(output_dir).as_dict() if dist.is_main_process else {}
-        if run is not None and run.completed_earlier:  # a stopped run continued under a more patient rule
+        if run is not None and run.completed_earlier:  # continued, or tested again, under another stopping rule
             run.start(record)
         metrics = trainer.run()
         if run is not None:

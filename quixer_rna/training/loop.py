@@ -261,7 +261,7 @@ class Trainer:
             torch.manual_seed(rank_seed(self.config.seed, self.dist.rank) + self.state.global_step)
         if saved_rule != self.stopping_rule:
             self._apply_stopping_rule(path, saved_rule)
-        if not self.completed:
+        if not self.completed and not self.state.stopped_early and self.state.next_epoch <= self.config.epochs:
             LOG.info("resuming %s at epoch %d step %d of %d", path, self.state.next_epoch, self.state.next_step,
                      self.steps_per_epoch)
 
@@ -279,7 +279,8 @@ class Trainer:
 
     def _apply_stopping_rule(self, path: Path, saved_rule: dict[str, Any]) -> None:
         """Resume a run saved under another stopping rule: replay its evaluations under this one. A run that
-        this rule would have stopped earlier is refused; one it would not have stopped yet continues."""
+        this rule would have stopped earlier is refused; one it would not have stopped yet continues; one that
+        ends where it ended is tested again, so that its result records the rule it now ends under."""
         state, best, best_step, bad = self.state, math.inf, 0, 0
         for index, row in enumerate(state.history):
             if row["val_loss"] < best:
@@ -289,16 +290,21 @@ class Trainer:
             last = row["epoch_end"] and row["epoch"] >= self.config.epochs
             if self._patience_spent(bad, row["step"] - best_step) and not last:
                 if index == len(state.history) - 1 and state.stopped_early:
-                    return  # the same end under both rules
+                    break  # the same end under both rules
                 raise UserError(
                     f"{path}: holds a run trained under the stopping rule {saved_rule}; the rule asked for "
                     f"({self.stopping_rule}) would have stopped it at step {row['step']}, before it ended; pass "
                     "--overwrite to train it afresh, or choose another --output_dir")
+        else:
+            if state.stopped_early:
+                LOG.info("%s: stopped at step %d under %s; continuing under %s", path, state.global_step,
+                         saved_rule, self.stopping_rule)
+                state.stopped_early = False
         state.bad_evaluations = bad  # as this rule counts them
-        if state.stopped_early:
-            LOG.info("%s: stopped at step %d under %s; continuing under %s", path, state.global_step, saved_rule,
-                     self.stopping_rule)
-            state.stopped_early, state.completed, state.final_metrics = False, False, None
+        if state.completed and (state.stopped_early or state.next_epoch > self.config.epochs):
+            LOG.info("%s: ends at step %d under %s too; its best is tested again to record that rule", path,
+                     state.global_step, self.stopping_rule)
+        state.completed, state.final_metrics = False, None
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
 
