@@ -125,7 +125,7 @@ def track_models(track: str, choices: Choices) -> tuple[str, ...]:
 
 
 def stopping_flags(settings: Settings) -> list[str]:
-    """The stopping rule of every trainer and tuner; the unigram margin only where the protocol sets one, so the
+    """The stopping rule of every trainer and tuner; the plateau margin only where the protocol sets one, so the
     capped protocol's commands (and the runs recorded under them) stay as they were."""
     margin = settings.plateau_margin
     return ["--patience", str(settings.patience), *(["--plateau_margin", str(margin)] if margin else [])]

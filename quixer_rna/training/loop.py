@@ -275,7 +275,8 @@ class Trainer:
         """Whether an evaluation no better than the best is a step of early stopping: not a flat one on the
         unigram plateau (see --plateau_margin)."""
         margin = self.config.plateau_margin
-        return margin == 0 or best_val_loss <= self.val_unigram_loss - margin or not val_loss <= best_val_loss + margin
+        off_plateau = best_val_loss <= self.val_unigram_loss - margin
+        return margin == 0 or off_plateau or not val_loss <= best_val_loss + margin
 
     def _apply_stopping_rule(self, path: Path, saved_rule: dict[str, Any]) -> None:
         """Resume a run saved under another stopping rule: replay its evaluations under this one. A run that

@@ -21,8 +21,8 @@ from ..training import TrainConfig
 from .space import MODELS, TRAINING
 
 # Flags of each group of the script's --help (the others are the study's); add_common_args makes COMMON_FLAGS.
-TRIAL_FLAGS = ("patience", "patience_epochs", "plateau_margin", "batch_size", "max_steps_per_epoch", "eval_every", "val_windows",
-               "log_every")
+TRIAL_FLAGS = ("patience", "patience_epochs", "plateau_margin", "batch_size", "max_steps_per_epoch", "eval_every",
+               "val_windows", "log_every")
 MODEL_FLAGS = ("init_strategy", "use_layerwise_training", "layerwise_epochs", "freeze_circuit", "features")
 COMMON_FLAGS = ("seed", "device", "overwrite")
 
