@@ -34,6 +34,7 @@ from quixer_rna.errors import UserError
 from quixer_rna.formats.tokens import TokenData, open_tokens
 from quixer_rna.models import build_model
 from quixer_rna.models.quixer import QuixerConfig, QuixerModel
+from quixer_rna.study.settings import Settings
 from quixer_rna.training import TrainConfig, Trainer
 from quixer_rna.training.distributed import setup_distributed
 from quixer_rna.training.optim import start_at_unigram
@@ -50,21 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__, __file__)
     parser.add_argument("--data_dir", required=True, help="a token folder (prepare_classical_benchmarks.py output)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="seeds to build the model at")
-    parser.add_argument("--init_std", type=float, nargs="+", default=[0.1],
+    parser.add_argument("--init_std", type=float, nargs="+", default=[QuixerConfig().init_std],
                         help="standard deviations of the small_gaussian angles to compare (the study's: 0.1)")
     parser.add_argument("--poly", type=coefficients, default=None, metavar="C0,C1,..",
                         help="start every seed at these polynomial coefficients (--qsvt_degree + 1 of them)")
     parser.add_argument("--windows", type=int, default=2048, help="training windows the features are measured on")
-    parser.add_argument("--embedding_dim", type=int, default=64, help="the study's Quixer: 64")
-    parser.add_argument("--qubits", type=int, default=4, help="the study's Quixer: 4")
-    parser.add_argument("--ansatz_layers", type=int, default=2, help="the study's Quixer: 2")
-    parser.add_argument("--qsvt_degree", type=int, default=2, help="the study's Quixer: 2")
+    study = Settings().converging()  # the study protocol's Quixer and training settings are the defaults
+    parser.add_argument("--embedding_dim", type=int, default=study.quixer_embedding_dim, help="the study's")
+    parser.add_argument("--qubits", type=int, default=study.quixer_qubits, help="the study's")
+    parser.add_argument("--ansatz_layers", type=int, default=study.quixer_ansatz_layers, help="the study's")
+    parser.add_argument("--qsvt_degree", type=int, default=study.quixer_qsvt_degree, help="the study's")
     parser.add_argument("--steps", type=int, default=0, help="then train each this many steps (0: initialisation only)")
-    parser.add_argument("--epochs", type=int, default=12, help="the epoch budget the learning-rate schedule spans")
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--eval_every", type=int, default=500)
-    parser.add_argument("--val_windows", type=int, default=10000)
-    parser.add_argument("--plateau_margin", type=float, default=0.01,
+    parser.add_argument("--epochs", type=int, default=study.epochs,
+                        help="the epoch budget the learning-rate schedule spans")
+    parser.add_argument("--batch_size", type=int, default=study.batch_size, help="the study's")
+    parser.add_argument("--eval_every", type=int, default=study.eval_every, help="the study's")
+    parser.add_argument("--val_windows", type=int, default=study.val_windows, help="the study's")
+    parser.add_argument("--plateau_margin", type=float, default=study.plateau_margin,
                         help="a run has left the plateau once its validation loss is this far below the unigram's")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     add_common_args(parser, device=True, overwrite=False)
