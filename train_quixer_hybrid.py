@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the hybrid Quixer model (arXiv:2406.04305) on k-mer tokens: tokens 1..31 of each window predict
-token 32. Adam with L2 weight decay, gradient clipping and a cosine schedule, early stopping on val loss;
-checkpoints every --checkpoint_every steps and at each evaluation, so rerunning the same command resumes
+token 32. AdamW (decay on weight matrices only), gradient clipping and a cosine schedule, early stopping on val
+loss; checkpoints every --checkpoint_every steps and at each evaluation, so rerunning the same command resumes
 exactly where it stopped (a run killed at any moment, even before its first checkpoint). Writes
 metrics.jsonl (one row per evaluation), metrics.json (test metrics of the best-val checkpoint beside the
 uniform and unigram references, mean post-selection probability), test_predictions.npz and

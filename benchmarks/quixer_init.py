@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="standard deviations of the small_gaussian angles to compare (the study's: 0.1)")
     parser.add_argument("--poly", type=coefficients, default=None, metavar="C0,C1,..",
                         help="start every seed at these polynomial coefficients (--qsvt_degree + 1 of them)")
+    parser.add_argument("--normalise_features", action="store_true",
+                        help="standardise the features before the head (QuixerConfig's switch; the study's: off)")
     parser.add_argument("--windows", type=int, default=2048, help="training windows the features are measured on")
     study = Settings().converging()  # the study protocol's Quixer and training settings are the defaults
     parser.add_argument("--embedding_dim", type=int, default=study.quixer_embedding_dim, help="the study's")
@@ -149,7 +151,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
           f"{'loss':>8}" + ("  validation loss at every evaluation" if args.steps else ""))
     for seed, std in itertools.product(args.seeds, args.init_std):
         config = QuixerConfig(embedding_dim=args.embedding_dim, qubits=args.qubits, ansatz_layers=args.ansatz_layers,
-                              qsvt_degree=args.qsvt_degree, init_strategy="small_gaussian", init_std=std)
+                              qsvt_degree=args.qsvt_degree, init_strategy="small_gaussian", init_std=std,
+                              normalise_features=args.normalise_features)
         seed_everything(seed)  # as the trainer does before it builds the model
         model = build_model("quixer", data.vocab_size, context, config)
         start_at_unigram(model, train_windows.target_counts())

@@ -182,6 +182,10 @@ def add_union_args(group: Any, classes: dict[str, type]) -> None:
         defaults = ", ".join(f"{name} {item.default}" for name, item in owners if item.default is not None)
         users = "all" if len(owners) == len(classes) else ", ".join(name for name, _ in owners)
         text = f"{meta.get('help')} ({users}; default {defaults or 'see the help text'})"
+        if all(isinstance(item.default, bool) for _, item in owners):  # a switch: given means True
+            group.add_argument(f"--{field_name}", action="store_const", const=True, default=None,
+                               help=text.replace("%", "%%"))
+            continue
         group.add_argument(f"--{field_name}", type=meta.get("type"), default=None, choices=meta.get("choices"),
                            help=text.replace("%", "%%"))
 

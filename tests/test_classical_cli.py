@@ -168,6 +168,8 @@ def test_bad_flags_are_one_line(tmp_path, capsys):
         (["--model", "lstm", "--num_layers", "0"], "--num_layers"),
         (["--model", "ngram", "--order", "7"], "--order"),
         (["--model", "rnn"], "--model"),
+        (["--model", "lstm", "--normalise_features"], "--normalise_features"),  # the bottleneck's, not ignored
+        (["--model", "ngram", "--features", "6"], "--features"),
     ]
     for extra, flag in cases:
         assert main_code(train_classical_baselines.main, base + extra) == 2

@@ -362,13 +362,14 @@ def test_cli_end_to_end_on_a_tiny_trained_run(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_reads_a_run_of_the_trainer(tmp_path, capsys):
     """A run folder as train_quixer_hybrid.py leaves it (its checkpoints, layerwise growth stopped at one of two
-    ansatz layers) and a token folder: the circuit is the trained model's, inactive layer and all."""
+    ansatz layers, features standardised before the head) and a token folder: the circuit is the trained
+    model's, inactive layer and the head's running statistics and all."""
     from quixer_rna.formats.tokens import open_tokens
     from quixer_rna.training import TrainConfig, train_model
 
     data, _, _, splits = write_run(tmp_path)
     config = {"embedding_dim": 8, "qubits": 2, "ansatz_layers": 2, "qsvt_degree": 2, "dropout": 0.0,
-              "use_layerwise_training": True, "layerwise_epochs": 5}
+              "use_layerwise_training": True, "layerwise_epochs": 5, "normalise_features": True}
     run = tmp_path / "trained"
     train_model("quixer", config, open_tokens(data), TrainConfig(epochs=1, batch_size=8, lr=0.05, device="cpu"), run)
     state = ckpt.load_checkpoint(run / ckpt.BEST)

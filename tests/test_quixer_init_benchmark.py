@@ -1,5 +1,6 @@
 """benchmarks/quixer_init.py on a tiny token folder: a row per seed and angle spread, with the trainer's own
-validation curve and a plateau verdict, and --poly reaching the model that is measured and trained."""
+validation curve and a plateau verdict, --poly reaching the model that is measured and trained, and
+--normalise_features changing the head's input, not the draws."""
 
 from __future__ import annotations
 
@@ -56,3 +57,15 @@ def test_poly_sets_every_seeds_coefficients_and_a_wrong_count_is_one_line(tokens
     assert bench.main(["--data_dir", tokens, "--poly", "1,2", *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["quixer_init.py: error: --poly: 2 coefficients for --qsvt_degree 2; give 3"]
+
+
+def test_normalised_features_keep_the_draws_and_change_the_training(tokens, capsys):
+    bench = _benchmark()
+    steps = ["--seeds", "0", "--steps", "2", "--eval_every", "2", *TINY]
+    assert bench.main(["--data_dir", tokens, *steps]) == 0
+    plain = _rows(capsys.readouterr().out)[0]
+    assert bench.main(["--data_dir", tokens, "--normalise_features", *steps]) == 0
+    normalised = _rows(capsys.readouterr().out)[0]
+    # Measured in evaluation mode, where a fresh norm is the identity: the same draws, spread and loss ...
+    assert normalised[:9] == plain[:9]
+    assert normalised[9] != plain[9]  # ... but trained on standardised features: another validation curve

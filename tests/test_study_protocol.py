@@ -60,6 +60,33 @@ def test_a_fresh_model_with_zero_output_weights_predicts_the_train_unigram(name)
     assert torch.allclose(log_probs, expected.expand(3, -1), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["quixer", "bottleneck"])
+def test_normalised_features_reach_the_head_standardised_and_keep_the_unigram_start(name):
+    """--normalise_features: each feature has mean 0 and sd 1 over a training batch as the head's first layer
+    sees it, the norm's scale and shift are not decayed, and a fresh model still starts at the unigram."""
+    torch.manual_seed(0)
+    model = build_model(name, 11, 5, {**MODELS[name], "normalise_features": True})
+    assert isinstance(model.head[0], nn.BatchNorm1d) and model.output_layer is model.head[-1]
+    seen = {}
+    model.head[0].register_forward_hook(lambda module, inputs, output: seen.update(raw=inputs[0]))
+    model.head[1].register_forward_hook(lambda module, inputs, output: seen.update(features=inputs[0]))
+    model.train()
+    model(torch.randint(0, 11, (64, 5)))
+    variance = seen["raw"].var(0, unbiased=False)  # the norm's epsilon keeps near-constant features small
+    assert torch.allclose(seen["features"].mean(0), torch.zeros(1), atol=1e-4)
+    assert torch.allclose(seen["features"].std(0, unbiased=False), (variance / (variance + 1e-5)).sqrt(), atol=1e-3)
+    assert (seen["features"].std(0) > seen["raw"].std(0)).all()
+    decayed, _ = parameter_groups(model, 0.1)
+    assert not {id(p) for p in model.head[0].parameters()} & {id(p) for p in decayed["params"]}
+    counts = torch.tensor([5, 0, 1, 9, 3, 2, 7, 0, 1, 1, 4])
+    assert start_at_unigram(model, counts)
+    with torch.no_grad():
+        model.output_layer.weight.zero_()
+    model.eval()
+    log_probs = torch.log_softmax(model(torch.randint(0, 11, (3, 5))), dim=-1)
+    assert torch.allclose(log_probs, unigram_log_probs(counts).float().expand(3, -1), atol=1e-5)
+
+
 # What the models built from keyword settings before they took their config object (torch.manual_seed(0),
 # vocabulary 11, context 5): state_dict tensors, elements and the sum of absolute values.
 BUILT_BEFORE = {"lstm": (7, 763, 196.130380), "transformer": (15, 1059, 236.150603), "fnet": (22, 1411, 305.974747),

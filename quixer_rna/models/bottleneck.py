@@ -15,6 +15,7 @@ from torch import nn
 
 from ..cli import positive_int, rate
 from . import register
+from .head import feature_head, normalise_features_field
 
 
 @dataclass
@@ -24,6 +25,7 @@ class BottleneckConfig:
         "type": positive_int,
         "help": "width of the bottleneck between mixer and head: 3 x the qubits of the Quixer it controls (18 for 6)"})
     dropout: float = field(default=0.1, metadata={"type": rate, "help": "dropout on the embedding"})
+    normalise_features: bool = normalise_features_field()
 
     def __post_init__(self) -> None:
         if self.embedding_dim < 1 or self.features < 1:
@@ -40,7 +42,7 @@ class BottleneckModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.position_weights = nn.Parameter(torch.empty(context_length).uniform_(0.0, 1.0))
         self.mixer = nn.Linear(embedding_dim, features)
-        self.head = nn.Sequential(nn.Linear(features, embedding_dim), nn.ReLU(), nn.Linear(embedding_dim, vocab_size))
+        self.head = feature_head(features, embedding_dim, vocab_size, config.normalise_features)
         nn.init.normal_(self.embedding.weight, 0.0, 1.0)
 
     @property

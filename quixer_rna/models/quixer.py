@@ -13,6 +13,7 @@ from torch import nn
 from ..cli import nonnegative_float, positive_float, positive_int, rate
 from ..quixer_sim import circuit14_gates, pauli_expectations, polynomial_state, run_circuit, simulation_total_bytes
 from . import register
+from .head import feature_head, normalise_features_field
 
 INIT_STRATEGIES = ("small_gaussian", "official", "uniform")
 
@@ -46,6 +47,7 @@ class QuixerConfig:
     freeze_circuit: bool = field(default=False, metadata={
         "help": "a control: the circuit's parameters (the token-to-angle map, the LCU and polynomial coefficients, "
                 "the readout angles) stay at their initialisation; only the embedding and the head train"})
+    normalise_features: bool = normalise_features_field()
 
     def __post_init__(self) -> None:
         if self.init_strategy not in INIT_STRATEGIES:
@@ -80,8 +82,7 @@ class QuixerModel(nn.Module):
         self.lcu_imag = nn.Parameter(torch.empty(context_length))
         self.poly_coeffs = nn.Parameter(torch.empty(self.qsvt_degree + 1))
         self.readout_angles = nn.Parameter(torch.empty(len(self.readout_gates)))
-        self.head = nn.Sequential(nn.Linear(3 * self.qubits, embedding_dim), nn.ReLU(),
-                                  nn.Linear(embedding_dim, vocab_size))
+        self.head = feature_head(3 * self.qubits, embedding_dim, vocab_size, config.normalise_features)
         # 1 for the angles of active ansatz layers; persistent so a loaded checkpoint evaluates as trained.
         self.register_buffer("angle_mask", torch.ones(len(self.gates)))
         self._norm2: torch.Tensor | None = None
