@@ -221,6 +221,25 @@ def test_controls_and_variants_are_labelled_by_what_they_are(tmp_path):
     assert frozen["difference"]["point"] < 0 and frozen["verdict"] == "better"  # skill 0.05 against 0.03
 
 
+def test_a_switch_left_off_or_unset_is_the_runs_before_the_switch_existed(tmp_path):
+    """Runs recorded before --normalise_features (no such argument), with it unset (None: the model's default)
+    or off join one variant; the runs with it on are a variant named by it, the others keep their name."""
+    runs = tmp_path / "study"
+    tokens = _tokens(runs / "data")
+    config = {"features": 9, "embedding_dim": 16}
+    _model_run(runs / "b0", tokens, "bottleneck", 0, 0.05, model_config=config)
+    _model_run(runs / "b1", tokens, "bottleneck", 1, 0.05, model_config=config, extra_args={"normalise_features": None})
+    _model_run(runs / "q0", tokens, "quixer", 0, 0.05)
+    _model_run(runs / "q1", tokens, "quixer", 1, 0.05, extra_args={"normalise_features": False})
+    for seed in (0, 1):
+        _model_run(runs / f"bn{seed}", tokens, "bottleneck", seed, 0.06, model_config=config,
+                   extra_args={"normalise_features": True})
+    rows = _rows(report.make_report(runs, n_boot=50))
+    assert set(rows) == {"bottleneck control (classical, 9 features)", "Quixer",
+                         "bottleneck control (classical, 9 features) (normalise_features=True)"}
+    assert all(row["seeds"] == [0, 1] for row in rows.values())
+
+
 def test_two_transcripts_of_one_gene_resample_together(tmp_path):
     """The same windows and losses, the test genes' windows split over two transcripts or held by one: the
     same intervals. Made genes of their own, the transcripts give another interval."""

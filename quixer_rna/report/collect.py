@@ -181,7 +181,9 @@ def track_name(tokenizer: str, vocab_size: int, k: int) -> str:
 
 
 def _variant(record: StageRecord, result: ModelResult) -> dict[str, Any]:
-    args = {k: v for k, v in record.args.items() if k not in NOT_VARIANT}
+    """The settings a run was given. A switch left off and a flag left unset are the model's default, as in a
+    run recorded before that flag existed: neither makes a variant of its own."""
+    args = {k: v for k, v in record.args.items() if k not in NOT_VARIANT and v is not None and v is not False}
     return {"model": result.model, **args}
 
 

@@ -74,7 +74,7 @@ def _join(name: str, tags: list[str]) -> str:
 
 def assign_labels(groups: Iterable[Labelled]) -> None:
     """Set each group's `base` (its name, "tuned" when trained with a tuner's best_params.json, and the
-    settings that differ between groups of that name) and `label` (base plus the run's own detail)."""
+    settings that differ between groups of that name, where a group was given them) and `label` (base plus the run's own detail)."""
     by_name: dict[tuple[str, bool], list[Labelled]] = {}
     for group in groups:
         by_name.setdefault((group.name.base, group.tuned), []).append(group)
@@ -83,6 +83,6 @@ def assign_labels(groups: Iterable[Labelled]) -> None:
         keys = sorted({k for g in members for k in g.variant}) if len(variants) > 1 else []
         differing = [k for k in keys if len({json.dumps(g.variant.get(k), default=str) for g in members}) > 1]
         for group in members:
-            tags = ["tuned"] * group.tuned + [f"{k}={group.variant.get(k)}" for k in differing]
+            tags = ["tuned"] * group.tuned + [f"{k}={group.variant[k]}" for k in differing if k in group.variant]
             group.base = _join(name, tags)
             group.label = _join(name, tags + ([group.name.detail] if group.name.detail else []))
