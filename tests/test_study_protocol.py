@@ -121,6 +121,8 @@ def test_convergence_and_budget_are_recorded(tmp_path):
     budget = train_model("lstm", MODELS["lstm"], data, TrainConfig(epochs=1, patience=2, **base), tmp_path / "b")
     assert (budget["stopped_by"], budget["converged"]) == ("budget", False)
     assert budget["optimizer"]["name"] == "AdamW" and budget["optimizer"]["output_bias_start"] == "train unigram"
+    # what a rerun must match to retrace the run: one thread here (the one_thread fixture), torch's kernel set
+    assert budget["threads"] == 1 and budget["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_frozen_circuit_quixer_trains_only_embedding_and_head(tmp_path):

@@ -15,7 +15,9 @@ mistyped field is one line naming the file and the field.
     neural models     converged (no better val loss for --patience counted evaluations and --patience_epochs; see
                       --plateau_margin), stopped_by ("patience" or "budget"), windows_seen, epochs_seen,
                       epochs_run, steps, evaluations, best_epoch, best_step, stopped_early, optimizer, train_config,
-                      context_length, extra (model metrics such as mean_postselection), device, world_size
+                      context_length, extra (model metrics such as mean_postselection), device, world_size,
+                      threads and cpu_capability (torch's CPU threads per process and kernel set: a seeded run
+                      retraces its trajectory only with both the same; others change it by float rounding)
     count models      what they chose and how (counting, discount_tuning, order_selection, parameters_note)
 
 Roles live in args.json ("role": "train" for all of them); the report never guesses from folder names.
@@ -111,6 +113,8 @@ class ModelResult(Metadata):
     stopped_early: bool | None = None
     extra: dict[str, float] | None = None
     world_size: int | None = None
+    threads: int | None = None
+    cpu_capability: str | None = None
     # what a count model records of its choices
     parameters_note: str | None = None
     counting: dict[str, Any] | None = None

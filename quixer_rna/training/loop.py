@@ -604,4 +604,6 @@ class Trainer:
             extra=extra,
             device=str(self.device),
             world_size=self.dist.world_size,
+            threads=torch.get_num_threads(),
+            cpu_capability=torch.backends.cpu.get_cpu_capability(),
         )
