@@ -74,7 +74,8 @@ def _join(name: str, tags: list[str]) -> str:
 
 def assign_labels(groups: Iterable[Labelled]) -> None:
     """Set each group's `base` (its name, "tuned" when trained with a tuner's best_params.json, and the
-    settings that differ between groups of that name, where a group was given them) and `label` (base plus the run's own detail)."""
+    settings that differ between groups of that name, where a group was given them) and `label` (base plus the
+    run's own detail)."""
     by_name: dict[tuple[str, bool], list[Labelled]] = {}
     for group in groups:
         by_name.setdefault((group.name.base, group.tuned), []).append(group)
