@@ -102,6 +102,24 @@ def test_the_study_protocol_trains_whole_epochs_with_the_controls():
     assert (full.max_steps_per_epoch, full.tune_epochs) == (0, full.epochs)
 
 
+def test_normalised_features_reach_quixer_its_frozen_twin_and_the_control_only(capsys):
+    settings = Settings.quick().converging(quick=True)
+    for tune in (0, 2):
+        choices = Choices(out=OUT, quick=True, protocol="converge", tune=tune, normalise_features=True)
+        stages = _by_name(plan(settings, choices, Path("/repo"), "python3"))
+        with_norm = {name for name, stage in stages.items() if "--normalise_features" in stage.argv}
+        tuners = {f"tune:{track}:{m}" for track in ("clusters", "raw") for m in ("quixer", "quixer_frozen", "bottleneck")}
+        if tune:  # trained from best_params.json, which holds the tuner's fixed settings
+            assert with_norm == tuners
+        else:
+            assert with_norm == {f"{track}:{m}:seed0" for track in ("clusters", "raw")
+                                 for m in ("quixer", "quixer_frozen", "bottleneck")}
+    assert not any("--normalise_features" in s.argv for s in plan(settings, Choices(out=OUT, quick=True, protocol=(
+        "converge")), Path("/repo"), "python3"))
+    assert main(["--quick", "--out", str(OUT), "--normalise_features", "--dry_run"]) == 0
+    assert "--normalise_features" in capsys.readouterr().out
+
+
 def test_a_chromosome_study_splits_by_region_and_a_gene_map_reaches_prepare():
     stages = _by_name(_plan(fasta=(Path("/d/chr20.fa.gz"),), split_by="region", gene_map=Path("/d/map.tsv")))
     argv = stages["prepare"].argv

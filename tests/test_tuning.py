@@ -388,6 +388,8 @@ def test_bad_flags_are_one_stderr_line(data_dir, tmp_path, capsys):
     assert "--init_strategy: a quixer setting; drop it for --model lstm" in one_error_line(capsys)
     assert script.main([*tune_argv(data_dir, out), "--features", "12"]) == 2
     assert "--features: a bottleneck setting; drop it for --model quixer" in one_error_line(capsys)
+    assert script.main([*lstm, "--normalise_features"]) == 2
+    assert "--normalise_features: a quixer and bottleneck setting; drop it for --model lstm" in one_error_line(capsys)
     bottleneck = [*tune_argv(data_dir, out, space='{"features": [9, 12]}'), "--model", "bottleneck", "--features", "6"]
     assert script.main(bottleneck) == 2
     assert "--search_space: features also given as --features; give each once" in one_error_line(capsys)

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split_by", choices=("gene", "family", "region"), default="gene",
                         help="what prepare keeps whole in one split: genes, families sharing sequence, or blocks of "
                              "a chromosome or genome FASTA (prepare's --split_by)")
+    parser.add_argument("--normalise_features", action="store_true",
+                        help="Quixer, its frozen twin and the bottleneck control standardise their features before "
+                             "the head (the trainers' and tuner's --normalise_features); give the study its own --out")
     parser.add_argument("--dry_run", action="store_true",
                         help="print the stages, their folders and commands (and which completed), and run nothing")
     return parser
@@ -106,7 +109,7 @@ def choices_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
         fasta=tuple(absolute(path) for path in args.fasta), csv=args.csv, email=args.email, quick=args.quick,
         device=args.device, seeds=tuple(args.seeds.split(",")), tune=int(args.tune),
         train_fractions=tuple(args.train_fractions.split(",")), tracks=tuple(args.tracks.split(",")),
-        jobs=int(args.jobs), protocol=protocol, split_by=args.split_by,
+        jobs=int(args.jobs), protocol=protocol, split_by=args.split_by, normalise_features=args.normalise_features,
         gene_map=None if args.gene_map is None else absolute(args.gene_map))
 
 

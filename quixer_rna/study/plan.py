@@ -140,6 +140,11 @@ def trainer_flags(settings: Settings, choices: Choices, tokens: Path) -> list[st
             "--checkpoint_every", str(s.checkpoint_every), "--device", choices.device]
 
 
+def model_flags(choices: Choices, model: Model) -> list[str]:
+    """The command line's model settings: --normalise_features reaches Quixer, its frozen twin and the control."""
+    return ["--normalise_features"] if choices.normalise_features and model.name in ("quixer", "bottleneck") else []
+
+
 def tuner_flags(settings: Settings, choices: Choices, tokens: Path, model: Model, folder: Path) -> list[str]:
     """One model's tuner: every model the same budget; the quick preset narrows the search space."""
     s = settings
@@ -148,7 +153,7 @@ def tuner_flags(settings: Settings, choices: Choices, tokens: Path, model: Model
             str(choices.tune), "--epochs_per_trial", str(s.tune_epochs), "--max_steps_per_epoch",
             str(s.max_steps_per_epoch), "--batch_size", str(s.batch_size), "--eval_every", str(s.eval_every),
             *stopping_flags(s), "--val_windows", str(s.val_windows), "--seed", str(s.seed),
-            "--device", choices.device, *model.tune_flags,
+            "--device", choices.device, *model.tune_flags, *model_flags(choices, model),
             *(["--search_space", json.dumps(space)] if space is not None else [])]
 
 
@@ -230,7 +235,8 @@ class _Planner:
                         continue
                     model = MODELS[name]
                     folder = neural_folder(out, track, name, tag, tuned)
-                    sizes = ["--config", out / "tune" / track / name / "best_params.json"] if tuned else model.sizes(s)
+                    sizes = (["--config", out / "tune" / track / name / "best_params.json"] if tuned
+                             else [*model.sizes(s), *model_flags(c, model)])
                     waits = (spec.tokens, f"tune:{track}:{name}") if tuned else (spec.tokens,)
                     self.add(f"{track}:{name}:{tag}", folder, model.script,
                              [*trainer_flags(s, c, tokens), *model.select, "--output_dir", folder, "--seed", seed,

@@ -132,6 +132,7 @@ class Choices:
     protocol: str = "capped"
     gene_map: Path | None = None
     split_by: str = "gene"
+    normalise_features: bool = False
 
     @property
     def converging(self) -> bool:

@@ -2,8 +2,9 @@
 (`quixer_rna.cli.config_from_args`); the script's flags are generated from its fields.
 
 The settings every trial passes to the trainer, and the model's own settings a study fixes (Quixer's
-initialisation, layerwise training and frozen circuit; the bottleneck's width), take their default, help
-and argparse type from the trainer's and the model's config fields: one definition of each setting.
+initialisation, layerwise training and frozen circuit; the bottleneck's width; the feature norm of both), take
+their default, help and argparse type from the trainer's and the model's config fields: one definition of each
+setting.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .space import MODELS, TRAINING
 # Flags of each group of the script's --help (the others are the study's); add_common_args makes COMMON_FLAGS.
 TRIAL_FLAGS = ("patience", "patience_epochs", "plateau_margin", "batch_size", "max_steps_per_epoch", "eval_every",
                "val_windows", "log_every")
-MODEL_FLAGS = ("init_strategy", "use_layerwise_training", "layerwise_epochs", "freeze_circuit", "features")
+MODEL_FLAGS = ("init_strategy", "use_layerwise_training", "layerwise_epochs", "freeze_circuit", "features",
+               "normalise_features")
 COMMON_FLAGS = ("seed", "device", "overwrite")
 
 
@@ -96,6 +98,7 @@ class TuneConfig:
     layerwise_epochs: int | None = _model_setting("quixer", QuixerConfig, "layerwise_epochs")
     freeze_circuit: bool = _model_setting("quixer", QuixerConfig, "freeze_circuit")
     features: int | None = _model_setting("bottleneck", BottleneckConfig, "features")
+    normalise_features: bool = _model_setting("quixer and bottleneck", QuixerConfig, "normalise_features")
 
     seed: int = 0
     device: str = "auto"
