@@ -18,7 +18,8 @@ from .settings import PROTOCOLS, TRACKS, Choices, Settings
 PROG = "run_pipeline.sh"
 USAGE = (f"{PROG} [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]] "
          "[--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--jobs N] "
-         "[--protocol capped|converge] [--gene_map TSV] [--split_by gene|family|region] [--dry_run]")
+         "[--protocol capped|converge] [--gene_map TSV] [--split_by gene|family|region] [--normalise_features] "
+         "[--dry_run]")
 DESCRIPTION = """\
 The whole study in one command: (download ->) prepare -> encode -> quantize -> two token tracks (the cluster
 tokens and raw k-mers) -> Quixer, LSTM, Transformer, FNet and the n-gram on each (and the nucleotide Markov
