@@ -18,10 +18,9 @@ position-weighted mixer onto 3n features (--features)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from quixer_rna.cli import add_dataclass_args, add_union_args, config_from_args, dataclass_values, make_parser, \
-    run_cli, run_record
+    refuse_foreign_union_args, run_cli, run_record
 from quixer_rna.errors import UserError
 from quixer_rna.markov import MarkovConfig, run_markov_stage
 from quixer_rna.models.bottleneck import BottleneckConfig
@@ -46,20 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def refuse_other_models_settings(args: argparse.Namespace) -> None:
-    """A neural model's setting given for a model without it is a mistake, not something to ignore."""
-    owners: dict[str, list[str]] = {}
-    for name, cls in NEURAL.items():
-        for item in dataclasses.fields(cls):
-            owners.setdefault(item.name, []).append(name)
-    for setting, models in owners.items():
-        if args.model not in models and getattr(args, setting) is not None:
-            raise UserError(f"--{setting}: a setting of {', '.join(models)}; drop it for --model {args.model}")
-
-
 def run_train(args: argparse.Namespace) -> int:
     """Build the typed configs once (the output folder defaults to runs/<model>) and run the chosen model's stage."""
-    refuse_other_models_settings(args)
+    refuse_foreign_union_args(args, NEURAL, args.model)
     resolved = {"output_dir": args.output_dir or f"runs/{args.model}"}
     stage = config_from_args(TrainerStageConfig, args, **resolved)
     train = config_from_args(TrainConfig, args)

@@ -170,14 +170,19 @@ def add_dataclass_args(group: Any, cls: type, *, skip: Sequence[str] = ()) -> No
                            help=meta.get("help"), **extra)
 
 
-def add_union_args(group: Any, classes: dict[str, type]) -> None:
-    """Flags for several config dataclasses at once (one script, several models): each field once, default
-    None meaning "the chosen model's default", which the help lists per model."""
+def _union_owners(classes: dict[str, type]) -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Each field name of several config dataclasses, with the classes (by name) that have it."""
     seen: dict[str, list[tuple[str, dataclasses.Field]]] = {}
     for name, cls in classes.items():
         for item in dataclasses.fields(cls):
             seen.setdefault(item.name, []).append((name, item))
-    for field_name, owners in seen.items():
+    return seen
+
+
+def add_union_args(group: Any, classes: dict[str, type]) -> None:
+    """Flags for several config dataclasses at once (one script, several models): each field once, default
+    None meaning "the chosen model's default", which the help lists per model."""
+    for field_name, owners in _union_owners(classes).items():
         meta = owners[0][1].metadata
         defaults = ", ".join(f"{name} {item.default}" for name, item in owners if item.default is not None)
         users = "all" if len(owners) == len(classes) else ", ".join(name for name, _ in owners)
@@ -188,6 +193,15 @@ def add_union_args(group: Any, classes: dict[str, type]) -> None:
             continue
         group.add_argument(f"--{field_name}", type=meta.get("type"), default=None, choices=meta.get("choices"),
                            help=text.replace("%", "%%"))
+
+
+def refuse_foreign_union_args(namespace: argparse.Namespace, classes: dict[str, type], chosen: str) -> None:
+    """A flag of add_union_args given for a `chosen` class without that field is a mistake, not something to
+    ignore: one UserError naming the flag and the classes that have it."""
+    for field_name, owners in _union_owners(classes).items():
+        names = [name for name, _ in owners]
+        if chosen not in names and getattr(namespace, field_name) is not None:
+            raise UserError(f"--{field_name}: a setting of {', '.join(names)}; drop it for --model {chosen}")
 
 
 def config_from_args(cls: type, namespace: argparse.Namespace, **resolved: Any) -> Any:
