@@ -120,6 +120,28 @@ def test_normalised_features_reach_quixer_its_frozen_twin_and_the_control_only(c
     assert "--normalise_features" in capsys.readouterr().out
 
 
+def test_models_runs_a_subset_with_the_references_and_the_circuit_only_with_quixer(capsys):
+    settings = Settings.quick().converging(quick=True)
+
+    def names(*models: str) -> list[str]:
+        choices = Choices(out=OUT, quick=True, protocol="converge", seeds=("1",), models=models)
+        return [s.name for s in plan(settings, choices, Path("/repo"), "python3")]
+
+    assert [n for n in names("quixer", "bottleneck") if n.count(":") == 2] == [
+        "clusters:quixer:seed1", "clusters:bottleneck:seed1", "raw:quixer:seed1", "raw:bottleneck:seed1"]
+    assert {"circuit", "clusters:markov", "raw:ngram", "report"} <= set(names("quixer", "bottleneck"))
+    assert "circuit" not in names("lstm") and "raw:markov" in names("lstm")
+    assert names() == names(*MODELS)
+    assert main(["--quick", "--out", str(OUT), "--models", "lstm,fnet", "--dry_run"]) == 0
+    assert "fnet_seed0" in capsys.readouterr().out
+    for bad, says in ((["--models", "bottleneck"], "--models bottleneck: the controls for the circuit run under "
+                                                    "--protocol converge"),
+                      (["--models", "gru"], "argument --models: expected neural models")):
+        with pytest.raises(SystemExit):
+            main(["--quick", "--out", str(OUT), *bad, "--dry_run"])
+        assert says in capsys.readouterr().err
+
+
 def test_a_chromosome_study_splits_by_region_and_a_gene_map_reaches_prepare():
     stages = _by_name(_plan(fasta=(Path("/d/chr20.fa.gz"),), split_by="region", gene_map=Path("/d/map.tsv")))
     argv = stages["prepare"].argv
@@ -206,12 +228,13 @@ def test_settings_have_help_and_the_quick_preset_changes_sizes_only():
 
 def test_recorded_settings_are_those_timings_json_always_held():
     record = recorded_settings(Settings(), Choices(out=OUT, seeds=("0", "1"), fasta=(Path("/d/a.fa"), Path("/d/b.fa"))))
-    assert list(record)[:9] == ["source", "inputs", "synthetic", "quick", "seed", "seeds", "tune", "train_fractions",
-                                "tracks"]
+    assert list(record)[:10] == ["source", "inputs", "synthetic", "quick", "seed", "seeds", "tune", "train_fractions",
+                                 "tracks", "models"]
     assert record["inputs"] == "/d/a.fa /d/b.fa" and record["seeds"] == "0,1" and record["train_fractions"] == 1
     assert record["source"] == "FASTA" and record["synthetic"] is False and record["tracks"] == "clusters,raw"
     assert not {"checkpoint_every", "circuit_windows", "tune_space_quixer"} & set(record)
-    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 35
+    assert record["n_clusters"] == 512 and record["bootstrap"] == 1000 and len(record) == 36
+    assert record["models"] == "all"
     assert record["protocol"] == "capped" and record["gene_map"] is None and record["patience"] == 10
     assert record["split_by"] == "gene"
     synthetic = recorded_settings(Settings.quick(), Choices(out=OUT, quick=True))
@@ -222,7 +245,7 @@ def test_init_settings_refuses_a_changed_setting_but_lets_a_study_grow(tmp_path)
     timings = tmp_path / "timings.json"
     base = recorded_settings(Settings.quick(), Choices(out=tmp_path, quick=True))
     init_settings(timings, base)
-    init_settings(timings, {**base, "seeds": "0,1", "tune": 2, "train_fractions": "0.5,1"})
+    init_settings(timings, {**base, "seeds": "0,1", "tune": 2, "train_fractions": "0.5,1", "models": "quixer"})
     with pytest.raises(UserError, match=r"other settings \(epochs\)"):
         init_settings(timings, {**base, "epochs": 3})
     # a setting added to the code since the study was recorded is no change (its stages' commands decide)

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from ..errors import UserError
-from .plan import plan
+from .plan import MODELS, plan, protocol_models
 from .runner import absolute, describe, run
 from .settings import PROTOCOLS, TRACKS, Choices, Settings
 
 PROG = "run_pipeline.sh"
 USAGE = (f"{PROG} [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]] "
-         "[--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--jobs N] "
+         "[--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--models M,...] [--jobs N] "
          "[--protocol capped|converge] [--gene_map TSV] [--split_by gene|family|region] [--normalise_features] "
          "[--dry_run]")
 DESCRIPTION = """\
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracks", default=",".join(TRACKS),
                         type=_matching(r"(clusters|raw)(,(clusters|raw))?", "clusters, raw or clusters,raw"),
                         help="the token tracks to run")
+    names = "|".join(MODELS)
+    parser.add_argument("--models", default=None, type=_matching(rf"({names})(,({names}))*",
+                                                              f"neural models separated by commas ({', '.join(MODELS)})"),
+                        help="run only these neural models (default: all of the protocol's); the count references "
+                             "and the report always run, the circuit stage with Quixer; a later run may name more")
     parser.add_argument("--jobs", type=_matching(r"[1-9][0-9]*", "a number of parallel tracks >= 1"), default="2",
                         help="token tracks side by side, each process with cores/N threads (unless "
                              "OMP_NUM_THREADS is set)")
@@ -105,12 +110,17 @@ def choices_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
         parser.error(f"--gene_map {args.gene_map}: file not found")
     study = args.seeds != str(Settings.seed) or args.tune != "0"
     protocol = args.protocol or ("converge" if study else "capped")
+    models = tuple(dict.fromkeys(args.models.split(","))) if args.models else ()
+    outside = [name for name in models if name not in protocol_models(TRACKS[0], protocol == "converge")]
+    if outside:
+        parser.error(f"--models {','.join(outside)}: the controls for the circuit run under --protocol converge")
     return Choices(
         out=absolute(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"),
         fasta=tuple(absolute(path) for path in args.fasta), csv=args.csv, email=args.email, quick=args.quick,
         device=args.device, seeds=tuple(args.seeds.split(",")), tune=int(args.tune),
         train_fractions=tuple(args.train_fractions.split(",")), tracks=tuple(args.tracks.split(",")),
         jobs=int(args.jobs), protocol=protocol, split_by=args.split_by, normalise_features=args.normalise_features,
+        models=models,
         gene_map=None if args.gene_map is None else absolute(args.gene_map))
 
 

@@ -119,9 +119,15 @@ TRACKS_TABLE: dict[str, Track] = {
 }
 
 
-def track_models(track: str, choices: Choices) -> tuple[str, ...]:
+def protocol_models(track: str, converging: bool) -> tuple[str, ...]:
     """A track's neural models; the study protocol adds the controls for Quixer's circuit."""
-    return TRACKS_TABLE[track].models + (CONTROLS if choices.converging else ())
+    return TRACKS_TABLE[track].models + (CONTROLS if converging else ())
+
+
+def track_models(track: str, choices: Choices) -> tuple[str, ...]:
+    """The neural models a command line runs on a track: the protocol's, or those of them it names (--models)."""
+    names = protocol_models(track, choices.converging)
+    return tuple(name for name in names if name in choices.models) if choices.models else names
 
 
 def stopping_flags(settings: Settings) -> list[str]:
@@ -279,7 +285,8 @@ def plan(settings: Settings, choices: Choices, root: Path, python: str) -> list[
         if track == "clusters":
             planner.clusters_tokens()
             planner.models(track)
-            planner.circuit()
+            if "quixer" in track_models(track, choices):
+                planner.circuit()
         else:
             planner.raw_tokens()
             planner.models(track)

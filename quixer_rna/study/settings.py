@@ -1,5 +1,5 @@
 """What a study run is made of: the study's settings (one dataclass, the default and the quick preset) and
-the choices of one command line (data, --out, device, seeds, tuning, fractions, tracks, jobs).
+the choices of one command line (data, --out, device, seeds, tuning, fractions, tracks, models, jobs).
 
 The default settings keep the default run (500 transcripts, one seed) under 10 minutes and --quick under 2
 minutes on a 2-core CPU with no GPU; the report shows the recorded values and each stage's wall time.
@@ -16,7 +16,7 @@ from typing import Any
 TRACKS = ("clusters", "raw")
 # Choices that grow a study: they may change between runs of one --out (adding only the new runs); a change
 # of any other recorded value would reuse stages made with other settings, so it is refused.
-GROWING = frozenset({"seeds", "tune", "train_fractions"})
+GROWING = frozenset({"seeds", "tune", "train_fractions", "models"})
 
 
 def _setting(default: Any, help: str, *, recorded: bool = True) -> Any:
@@ -133,6 +133,7 @@ class Choices:
     gene_map: Path | None = None
     split_by: str = "gene"
     normalise_features: bool = False
+    models: tuple[str, ...] = ()  # the neural models to run (empty: every model of the protocol)
 
     @property
     def converging(self) -> bool:
@@ -173,6 +174,7 @@ def recorded_settings(settings: Settings, choices: Choices) -> dict[str, Any]:
         "tune": choices.tune,
         "train_fractions": _decoded(",".join(choices.train_fractions)),
         "tracks": _decoded(",".join(choices.tracks)),
+        "models": ",".join(choices.models) or "all",
         "protocol": choices.protocol,
         "gene_map": None if choices.gene_map is None else str(choices.gene_map),
         "split_by": choices.split_by,
