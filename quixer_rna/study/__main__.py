@@ -111,7 +111,8 @@ def choices_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
     study = args.seeds != str(Settings.seed) or args.tune != "0"
     protocol = args.protocol or ("converge" if study else "capped")
     models = tuple(dict.fromkeys(args.models.split(","))) if args.models else ()
-    outside = [name for name in models if name not in protocol_models(TRACKS[0], protocol == "converge")]
+    runnable = {name for track in TRACKS for name in protocol_models(track, protocol == "converge")}
+    outside = [name for name in models if name not in runnable]
     if outside:
         parser.error(f"--models {','.join(outside)}: the controls for the circuit run under --protocol converge")
     return Choices(
