@@ -317,3 +317,21 @@ def test_the_order_runs_were_made_in_does_not_move_the_intervals(study):
         before, after = _rows(first)[label], _rows(again)[label]
         assert after["seeds"] == [0, 1] and after["interval"] == before["interval"], label
         assert after["gain"] == before["gain"], label
+
+
+def test_a_study_grown_over_several_commits_names_each(tmp_path):
+    runs = tmp_path / "study"
+    tokens = _tokens(runs / "data")
+    for seed, commit in ((0, "a" * 40), (1, "b" * 40), (2, "b" * 40)):
+        _model_run(runs / f"lstm_seed{seed}", tokens, "lstm", seed, 0.1)
+        record = runs / f"lstm_seed{seed}" / "args.json"
+        record.write_text(json.dumps({**json.loads(record.read_text()), "git_commit": commit}))
+    result = report.make_report(runs, n_boot=20)
+    assert result["commits"] == [{"commit": "a" * 40, "records": 1}, {"commit": "b" * 40, "records": 2}]
+    assert "run records from 2 code commits (records per commit): `aaaaaaaaaaaa` (1), `bbbbbbbbbbbb` (2)" in (
+        runs / "report.md").read_text()
+    for seed in (1, 2):
+        record = runs / f"lstm_seed{seed}" / "args.json"
+        record.write_text(json.dumps({**json.loads(record.read_text()), "git_commit": "a" * 40}))
+    report.make_report(runs, n_boot=20)
+    assert f"code commit `{'a' * 40}`." in (runs / "report.md").read_text()

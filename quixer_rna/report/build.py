@@ -16,7 +16,7 @@ from . import figures, markdown
 from .collect import collect_tracks, discover, first_stage
 from .quantum import read_costs
 from .readers import is_synthetic, read_dataset, read_timings, read_tokenizer
-from .records import Bootstrap, Report, StageLine
+from .records import Bootstrap, CodeCommit, Report, StageLine
 from .stats import LEVEL, TOST_LEVEL
 from .summary import summarize_track
 from .tuning import read_curves
@@ -36,11 +36,14 @@ def build_report(runs_dir: Path, n_boot: int, seed: int, margin: float) -> Repor
     problems += more
     prepare = first_stage(stages, "prepare")
     dataset = read_dataset(prepare, runs_dir) if prepare is not None and prepare.status == "completed" else None
-    commit = next((s.record["git_commit"] for s in stages if s.record.get("git_commit")), None)
+    commits: dict[str, int] = {}
+    for s in stages:
+        if s.record.get("git_commit"):
+            commits[s.record["git_commit"]] = commits.get(s.record["git_commit"], 0) + 1
     return Report(
         runs_dir=str(runs_dir),
         generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        commit=commit,
+        commits=tuple(CodeCommit(c, n) for c, n in commits.items()),
         synthetic=is_synthetic(stages, dataset),
         bootstrap=Bootstrap(n_boot, seed, LEVEL, TOST_LEVEL, margin, "gene"),
         dataset=dataset,

@@ -250,6 +250,14 @@ def tuning_section(curves: tuple[TuningCurve, ...], figure: str | None) -> list[
                         lines), ""]
 
 
+def code_commits(report: Report) -> str:
+    """Which code wrote the runs: one commit, or each with its number of run records."""
+    if len(report.commits) <= 1:
+        return f"code commit `{report.commits[0].commit if report.commits else NONE}`"
+    listed = ", ".join(f"`{c.commit[:12]}` ({c.records})" for c in report.commits)
+    return f"run records from {len(report.commits)} code commits (records per commit): {listed}"
+
+
 def render(report: Report) -> str:
     """The whole report.md."""
     drawn = set(report.figures)
@@ -258,8 +266,7 @@ def render(report: Report) -> str:
         md += ["> **SYNTHETIC DATA.** These transcripts were generated offline by `download_rna_sequences.py --source "
                "synthetic`; they are not human RNA and no number below says anything about real mRNA.", ""]
     md += leak_warning(report.dataset)
-    md += [f"Runs folder `{report.runs_dir}`, report written {report.generated}, code commit `{report.commit or NONE}`.",
-           ""]
+    md += [f"Runs folder `{report.runs_dir}`, report written {report.generated}, {code_commits(report)}.", ""]
     if report.tracks:
         md += glance(report)
     md += dataset_section(report.dataset, report.tokenizer)

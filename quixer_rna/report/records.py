@@ -248,10 +248,18 @@ class Bootstrap:
 
 
 @dataclass(frozen=True)
+class CodeCommit:
+    """A commit of the code that wrote some of the folder's run records: a study grown over weeks mixes several."""
+
+    commit: str
+    records: int
+
+
+@dataclass(frozen=True)
 class Report:
     runs_dir: str
     generated: str
-    commit: str | None
+    commits: tuple[CodeCommit, ...]  # in the order of the stages that first used each
     synthetic: bool
     bootstrap: Bootstrap
     dataset: Dataset | None
