@@ -7,6 +7,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,7 @@ def build_report(runs_dir: Path, n_boot: int, seed: int, margin: float) -> Repor
     problems += more
     prepare = first_stage(stages, "prepare")
     dataset = read_dataset(prepare, runs_dir) if prepare is not None and prepare.status == "completed" else None
-    commits: dict[str, int] = {}
-    for s in stages:
-        if s.record.get("git_commit"):
-            commits[s.record["git_commit"]] = commits.get(s.record["git_commit"], 0) + 1
+    commits = Counter(s.record["git_commit"] for s in stages if s.record.get("git_commit"))  # first-seen order
     return Report(
         runs_dir=str(runs_dir),
         generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
