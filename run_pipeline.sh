@@ -16,9 +16,9 @@
 # pip install -r requirements.txt).
 #
 # usage: run_pipeline.sh [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]]
-#        [--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--models M,...] [--jobs N]
-#        [--protocol capped|converge] [--gene_map TSV] [--split_by gene|family|region] [--normalise_features]
-#        [--dry_run]
+#        [--seeds 0,1,...] [--tune N] [--search_scope model|training] [--train_fractions F,...] [--tracks clusters,raw]
+#        [--models M,...] [--jobs N] [--protocol capped|converge] [--gene_map TSV] [--split_by gene|family|region]
+#        [--normalise_features] [--dry_run]
 # The settings, the plan and the runner are in quixer_rna/study/ (settings.py holds every setting).
 set -euo pipefail
 exec "${PYTHON:-python3}" -m quixer_rna.study "$@"

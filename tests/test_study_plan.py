@@ -194,6 +194,28 @@ def test_a_tuned_study_reads_each_tuners_best_parameters():
     assert not any("--search_space" in s.argv for s in _plan(quick=False, tune=3))
 
 
+def test_a_training_scope_study_tunes_every_model_at_its_untuned_sizes():
+    """--search_scope training: each tuner searches the training settings with the untuned run's sizes fixed,
+    so a tuned run differs from the untuned one in its learning rate, weight decay and dropout alone."""
+    settings = Settings().converging()
+    stages = _by_name(plan(settings, Choices(out=OUT, tune=12, protocol="converge", search_scope="training"),
+                           Path("/repo"), "python3"))
+    untuned = _by_name(plan(settings, Choices(out=OUT, protocol="converge"), Path("/repo"), "python3"))
+    quixer = {"ansatz_layers": 2, "embedding_dim": 64, "qubits": 4, "qsvt_degree": 2}
+    expected = {"quixer": quixer, "quixer_frozen": quixer, "lstm": {"embedding_dim": 64},
+                "transformer": {"embedding_dim": 64}, "fnet": {"embedding_dim": 64},
+                "bottleneck": {"features": 12, "embedding_dim": 64}}
+    for name, sizes in expected.items():
+        tuner = stages[f"tune:raw:{name}"].argv
+        assert tuner[tuner.index("--search_scope") + 1] == "training"
+        assert json.loads(tuner[tuner.index("--search_space") + 1]) == sizes, name
+        run = untuned[f"raw:{name}:seed0"].argv
+        assert all(run[run.index(f"--{key}") + 1] == str(value) for key, value in sizes.items()), name
+    # the model scope (the default) leaves the tuners' commands as they were
+    default = plan(settings, Choices(out=OUT, tune=12, protocol="converge"), Path("/repo"), "python3")
+    assert not any("--search_scope" in s.argv for s in default)
+
+
 def test_the_circuit_stage_measures_the_first_seeds_quixer():
     by_name = _by_name(_plan(quick=False, seeds=("3", "1")))
     circuit = by_name["circuit"]

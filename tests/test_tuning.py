@@ -23,6 +23,7 @@ import train_quixer_hybrid
 import tune_quixer_hybrid as script
 from fixtures import counting_windows, write_token_folder
 from quixer_rna.models import build_model
+from quixer_rna.study.settings import SEARCH_SCOPES
 from quixer_rna.tuning import objective, sampler as sampling, space, storage, summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,6 +294,33 @@ def test_every_model_searches_the_shared_dimensions_and_a_structure_of_comparabl
         "quixer": 6, "lstm": 6, "transformer": 6, "fnet": 6, "bottleneck": 5}
     sizes = {name for name, item in space.searchable("bottleneck").items() if not isinstance(item.default, bool)}
     assert sizes - {"embedding_dim", "dropout", *space.TRAINING} == set(space.STRUCTURE["bottleneck"]) == {"features"}
+
+
+def test_the_training_scope_searches_the_same_three_training_settings_of_every_model():
+    for model in space.MODELS:
+        dists = space.default_space(model, "training")
+        assert list(dists) == ["lr", "weight_decay", "dropout"]
+        assert dists == {name: space.SHARED[name] for name in dists}
+    searched, fixed = space.load_search_space('{"embedding_dim": 64, "qubits": 4}', "quixer", scope="training")
+    assert list(searched) == ["lr", "weight_decay", "dropout"] and fixed == {"embedding_dim": 64, "qubits": 4}
+    # the study's command line offers the tuner's scopes (defined apart to keep optuna out of its imports)
+    assert SEARCH_SCOPES == space.SCOPES
+
+
+def test_a_training_scope_run_fixes_the_sizes_and_refuses_to_continue_under_the_model_scope(
+        data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(objective, "train_model", fake_trainer(lambda model, train: train.lr * 100 + model.dropout, -1))
+    argv = [*tune_argv(data_dir, tmp_path, space=TINY_LSTM), "--model", "lstm", "--n_trials", "2"]
+    assert script.main([*argv, "--search_scope", "training"]) == 0
+    rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert [set(json.loads(row["params"])) for row in rows] == [{"lr", "weight_decay", "dropout"}] * 2
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(metrics["search_space"]) == ["lr", "weight_decay", "dropout"]
+    best = json.loads((tmp_path / "best_params.json").read_text())
+    assert (best["embedding_dim"], best["hidden_dim"], best["num_layers"]) == (8, 8, 1)
+    capsys.readouterr()
+    assert script.main(argv) == 2
+    assert "search_scope: 'training' -> 'model'" in one_error_line(capsys)
 
 
 def draws(seed: int, study_name: str = "tune_lstm", n_trials: int = 12, settings: dict | None = None) -> list[dict]:

@@ -13,13 +13,13 @@ from typing import Callable, NoReturn, Sequence
 from ..errors import UserError
 from .plan import MODELS, plan, protocol_models
 from .runner import absolute, describe, run
-from .settings import PROTOCOLS, TRACKS, Choices, Settings
+from .settings import PROTOCOLS, SEARCH_SCOPES, TRACKS, Choices, Settings
 
 PROG = "run_pipeline.sh"
 USAGE = (f"{PROG} [--fasta FILE... | --csv CSV --email ADDRESS] [--out DIR] [--quick] [--device auto|cpu|cuda[:N]] "
-         "[--seeds 0,1,...] [--tune N] [--train_fractions F,...] [--tracks clusters,raw] [--models M,...] [--jobs N] "
-         "[--protocol capped|converge] [--gene_map TSV] [--split_by gene|family|region] [--normalise_features] "
-         "[--dry_run]")
+         "[--seeds 0,1,...] [--tune N] [--search_scope model|training] [--train_fractions F,...] "
+         "[--tracks clusters,raw] [--models M,...] [--jobs N] [--protocol capped|converge] [--gene_map TSV] "
+         "[--split_by gene|family|region] [--normalise_features] [--dry_run]")
 DESCRIPTION = """\
 The whole study in one command: (download ->) prepare -> encode -> quantize -> two token tracks (the cluster
 tokens and raw k-mers) -> Quixer, LSTM, Transformer, FNet and the n-gram on each (and the nucleotide Markov
@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                         default=str(Settings.seed), help="train every neural model once per seed (0,1,2,...)")
     parser.add_argument("--tune", type=_matching(r"[0-9]+", "a number of trials"), default="0",
                         help="tune every model with N Optuna trials first, then train it with its best parameters")
+    parser.add_argument("--search_scope", choices=SEARCH_SCOPES, default="model",
+                        help="with --tune N: 'model' searches each model's whole space (training settings, "
+                             "embedding, width, depth); 'training' searches the learning rate, weight decay and "
+                             "dropout of every model at the study's sizes (the tuner's --search_scope)")
     parser.add_argument("--train_fractions", default="1",
                         type=_matching(r"(0?\.[0-9]+|1)(,(0?\.[0-9]+|1))*", "fractions in (0, 1] separated by commas"),
                         help="data-scaling runs on these shares of the training genes")
@@ -121,7 +125,7 @@ def choices_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
         device=args.device, seeds=tuple(args.seeds.split(",")), tune=int(args.tune),
         train_fractions=tuple(args.train_fractions.split(",")), tracks=tuple(args.tracks.split(",")),
         jobs=int(args.jobs), protocol=protocol, split_by=args.split_by, normalise_features=args.normalise_features,
-        models=models,
+        search_scope=args.search_scope, models=models,
         gene_map=None if args.gene_map is None else absolute(args.gene_map))
 
 

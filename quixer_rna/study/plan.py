@@ -7,7 +7,8 @@ Every stage has its own folder under --out and the exact command that makes it; 
 run record holds that command as completed, so a change of flags or their order here reruns old studies.
 
 Where the study grows:
-- a neural model: a row of MODELS (its trainer, the flags that pick it, its untuned sizes, its tuner's flags)
+- a neural model: a row of MODELS (its trainer, the flags that pick it, its untuned sizes, its own settings, its
+  search space)
   and its name in a track's `models` (TRACKS_TABLE);
 - a count reference: a row of REFERENCES and its name in a track's `references`;
 - how every neural model trains: `trainer_flags`.
@@ -44,33 +45,34 @@ class Stage:
 @dataclass(frozen=True)
 class Model:
     """A neural model: its trainer `script`, the flags after the common ones that pick it there (`select`),
-    the size flags of an untuned run, and the fixed flags and search space of its tuner."""
+    the sizes of an untuned run (the values a training-scope tuning fixes), its own settings in every run and
+    tuning (`own`: Quixer's initialisation, the frozen circuit), and its tuner's search space."""
 
     name: str
     script: str
     select: tuple[str, ...]
-    sizes: Callable[[Settings], list[str]]
-    tune_flags: tuple[str, ...]
+    sizes: Callable[[Settings], dict[str, int]]
+    own: tuple[str, ...]
     tune_space: Callable[[Settings], dict | None]
 
-
-def _quixer_sizes(s: Settings) -> list[str]:
-    return ["--embedding_dim", str(s.quixer_embedding_dim), "--qubits", str(s.quixer_qubits),
-            "--ansatz_layers", str(s.quixer_ansatz_layers), "--qsvt_degree", str(s.quixer_qsvt_degree),
-            "--init_strategy", "small_gaussian"]
-
-
-def _baseline_sizes(s: Settings) -> list[str]:
-    return ["--embedding_dim", str(s.baseline_embedding_dim)]
+    def size_flags(self, settings: Settings) -> list[str]:
+        """An untuned run's flags after `select`: its sizes, then its own settings."""
+        return [*(text for name, value in self.sizes(settings).items() for text in (f"--{name}", str(value))),
+                *self.own]
 
 
-def _frozen_sizes(s: Settings) -> list[str]:
-    return [*_quixer_sizes(s), "--freeze_circuit"]
+def _quixer_sizes(s: Settings) -> dict[str, int]:
+    return {"embedding_dim": s.quixer_embedding_dim, "qubits": s.quixer_qubits,
+            "ansatz_layers": s.quixer_ansatz_layers, "qsvt_degree": s.quixer_qsvt_degree}
 
 
-def _bottleneck_sizes(s: Settings) -> list[str]:
+def _baseline_sizes(s: Settings) -> dict[str, int]:
+    return {"embedding_dim": s.baseline_embedding_dim}
+
+
+def _bottleneck_sizes(s: Settings) -> dict[str, int]:
     """Quixer's embedding width and 3n features, n its qubits: the same interface around a classical layer."""
-    return ["--embedding_dim", str(s.quixer_embedding_dim), "--features", str(3 * s.quixer_qubits)]
+    return {"embedding_dim": s.quixer_embedding_dim, "features": 3 * s.quixer_qubits}
 
 
 def _bottleneck_space(s: Settings) -> dict:
@@ -82,13 +84,13 @@ def _classical(name: str) -> Model:
     return Model(name, CLASSICAL_TRAINER, ("--model", name), _baseline_sizes, (), lambda s: s.tune_space_classical)
 
 
+QUIXER_INIT = ("--init_strategy", "small_gaussian")
 MODELS: dict[str, Model] = {
-    "quixer": Model("quixer", QUIXER_TRAINER, (), _quixer_sizes, ("--init_strategy", "small_gaussian"),
-                    lambda s: s.tune_space_quixer),
+    "quixer": Model("quixer", QUIXER_TRAINER, (), _quixer_sizes, QUIXER_INIT, lambda s: s.tune_space_quixer),
     **{name: _classical(name) for name in ("lstm", "transformer", "fnet")},
     # The controls for Quixer's circuit (the study protocol trains them beside the others).
-    "quixer_frozen": Model("quixer", QUIXER_TRAINER, (), _frozen_sizes,
-                           ("--init_strategy", "small_gaussian", "--freeze_circuit"), lambda s: s.tune_space_quixer),
+    "quixer_frozen": Model("quixer", QUIXER_TRAINER, (), _quixer_sizes, (*QUIXER_INIT, "--freeze_circuit"),
+                           lambda s: s.tune_space_quixer),
     "bottleneck": Model("bottleneck", CLASSICAL_TRAINER, ("--model", "bottleneck"), _bottleneck_sizes, (),
                         _bottleneck_space),
 }
@@ -152,14 +154,19 @@ def model_flags(choices: Choices, model: Model) -> list[str]:
 
 
 def tuner_flags(settings: Settings, choices: Choices, tokens: Path, model: Model, folder: Path) -> list[str]:
-    """One model's tuner: every model the same budget; the quick preset narrows the search space."""
+    """One model's tuner: every model the same budget; the quick preset narrows the search space; the training
+    scope searches the training settings at the untuned run's sizes."""
     s = settings
     space = model.tune_space(s)
+    training = choices.search_scope == "training"
+    if training:
+        space = {**(space or {}), **model.sizes(s)}
     return ["--data_dir", str(tokens), "--model", model.name, "--output_dir", str(folder), "--n_trials",
             str(choices.tune), "--epochs_per_trial", str(s.tune_epochs), "--max_steps_per_epoch",
             str(s.max_steps_per_epoch), "--batch_size", str(s.batch_size), "--eval_every", str(s.eval_every),
             *stopping_flags(s), "--val_windows", str(s.val_windows), "--seed", str(s.seed),
-            "--device", choices.device, *model.tune_flags, *model_flags(choices, model),
+            "--device", choices.device, *model.own, *model_flags(choices, model),
+            *(["--search_scope", "training"] if training else []),
             *(["--search_space", json.dumps(space)] if space is not None else [])]
 
 
@@ -242,7 +249,7 @@ class _Planner:
                     model = MODELS[name]
                     folder = neural_folder(out, track, name, tag, tuned)
                     sizes = (["--config", out / "tune" / track / name / "best_params.json"] if tuned
-                             else [*model.sizes(s), *model_flags(c, model)])
+                             else [*model.size_flags(s), *model_flags(c, model)])
                     waits = (spec.tokens, f"tune:{track}:{name}") if tuned else (spec.tokens,)
                     self.add(f"{track}:{name}:{tag}", folder, model.script,
                              [*trainer_flags(s, c, tokens), *model.select, "--output_dir", folder, "--seed", seed,

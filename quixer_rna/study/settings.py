@@ -111,6 +111,8 @@ QUICK_CONVERGE = dict(epochs=3, max_steps_per_epoch=0, batch_size=256, eval_ever
                       plateau_margin=0.01, tune_epochs=2,
                       val_windows=1000, circuit_windows_per_transcript=1, circuit_trajectories=2, circuit_max_errors=8)
 PROTOCOLS = ("capped", "converge")
+SEARCH_SCOPES = ("model", "training")  # the tuner's --search_scope choices (tuning.space.SCOPES, not imported here
+# to keep the study's command line free of optuna and torch)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class Choices:
     gene_map: Path | None = None
     split_by: str = "gene"
     normalise_features: bool = False
+    search_scope: str = "model"  # with --tune: each model's whole space, or the training settings at fixed sizes
     models: tuple[str, ...] = ()  # the neural models to run (empty: every model of the protocol)
 
     @property

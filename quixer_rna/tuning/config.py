@@ -19,7 +19,7 @@ from ..models import config_class
 from ..models.bottleneck import BottleneckConfig
 from ..models.quixer import QuixerConfig
 from ..training import TrainConfig
-from .space import MODELS, TRAINING
+from .space import MODELS, SCOPES, TRAINING
 
 # Flags of each group of the script's --help (the others are the study's); add_common_args makes COMMON_FLAGS.
 TRIAL_FLAGS = ("patience", "patience_epochs", "plateau_margin", "batch_size", "max_steps_per_epoch", "eval_every",
@@ -68,6 +68,11 @@ class TuneConfig:
                 "and --eval_every a trial trains as long as the final run"})
     timeout: float | None = field(default=None, metadata={
         "type": positive_float, "help": "start no new trial after this many seconds (a running one finishes)"})
+    search_scope: str = field(default="model", metadata={
+        "choices": SCOPES,
+        "help": "model: the model's default space (learning rate, weight decay, dropout, embedding, and its width "
+                "and depth); training: the learning rate, weight decay and dropout only, every size at its "
+                "config default or as --search_space fixes it (the same 3 dimensions for every model)"})
     search_space: str | None = field(default=None, metadata={
         "help": 'JSON file or inline JSON changing the search, e.g. \'{"qubits": [4, 6], "lr": [1e-3, 5e-3], '
                 '"qsvt_degree": 3}\': two numbers = a range (log scale for lr, weight_decay, init_std), another '
@@ -123,7 +128,7 @@ class TuneConfig:
 
     def comparable(self) -> dict[str, Any]:
         """What makes the study's trials comparable: a study refuses to continue under other values."""
-        names = ("model", "epochs_per_trial", "patience", "patience_epochs", "plateau_margin", "batch_size",
+        names = ("model", "search_scope", "epochs_per_trial", "patience", "patience_epochs", "plateau_margin", "batch_size",
                  "max_steps_per_epoch", "eval_every", "val_windows", "seed")
         return {**{name: getattr(self, name) for name in names}, **self._model_flags()}
 

@@ -54,8 +54,8 @@ def open_study(config: TuneConfig, choice: StorageChoice, sampler: optuna.sample
                                                  load_if_exists=True))
     settings = json.loads(json.dumps(config.comparable()))
     stored = study.user_attrs.get("settings")
-    if stored is not None:  # studies made before the option ran under its default
-        stored = {"plateau_margin": 0.0, **stored}
+    if stored is not None:  # studies made before the options ran under their defaults
+        stored = {"plateau_margin": 0.0, "search_scope": "model", **stored}
     if stored is None:
         study.set_user_attr("settings", settings)
     elif stored != settings:
@@ -118,7 +118,8 @@ def _imports_frozen() -> Iterator[None]:
 def run_tuning(config: TuneConfig) -> dict[str, Any]:
     """The tune stage: open or continue the study, run trials until it holds --n_trials, summarise."""
     started = time.monotonic()
-    space, fixed = load_search_space(config.search_space, config.model, config.model_settings())
+    space, fixed = load_search_space(config.search_space, config.model, config.model_settings(),
+                                     config.search_scope)
     data = open_tokens(config.data_dir)
     output_dir = Path(config.output_dir)
     record = {**config.plain(), "storage": hide_password(config.storage) if config.storage else None}
