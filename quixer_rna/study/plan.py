@@ -8,8 +8,7 @@ run record holds that command as completed, so a change of flags or their order 
 
 Where the study grows:
 - a neural model: a row of MODELS (its trainer, the flags that pick it, its untuned sizes, its own settings, its
-  search space)
-  and its name in a track's `models` (TRACKS_TABLE);
+  search space) and its name in a track's `models` (TRACKS_TABLE);
 - a count reference: a row of REFERENCES and its name in a track's `references`;
 - how every neural model trains: `trainer_flags`.
 """
