@@ -78,7 +78,7 @@ def test_a_missing_key_of_the_prepare_metadata_is_one_line_naming_file_and_key(l
 
 
 def _tune_stage(runs: Path, model: str, trials: list[tuple], parameters: bool, name: str = "",
-                flags: dict | None = None) -> None:
+                flags: dict | None = None, study: dict | None = None) -> None:
     folder = runs / "tune" / "raw" / (name or model)
     header = "number,state,value,params,duration_s,error" + (",parameters" if parameters else "")
     lines = [header]
@@ -90,7 +90,7 @@ def _tune_stage(runs: Path, model: str, trials: list[tuple], parameters: bool, n
     best = min(complete, key=lambda t: t[2])
     metrics = {"model": model, "budget": {"trials": len(trials), "epochs_per_trial": 1, "max_steps_per_epoch": 10},
                "best_trial": best[0], "best_value": best[2], "best_params": {"lr": 0.001 * (best[0] + 1), **(flags or {})},
-               "trials_by_state": {}}
+               "trials_by_state": {}, **(study or {})}
     with stage_run(folder, "tune_quixer_hybrid", {"data_dir": str(runs / "tokens"), "model": model}, role="tune") as run:
         (folder / "trials.csv").write_text("\n".join(lines) + "\n")
         run.finish(metrics)
@@ -117,6 +117,20 @@ def test_tuning_curves_show_whether_the_search_was_still_improving(tmp_path):
     (runs / "tune" / "raw" / "fnet" / "trials.csv").write_text("number,value,params\n0,2.0,{}\n")
     with pytest.raises(UserError, match=r"fnet/trials.csv: no column state"):
         report.make_report(runs, n_boot=20)
+
+
+def test_the_workers_of_one_study_make_one_tuning_row(tmp_path):
+    """Two processes on one storage and study: one curve, from the worker that saw every trial, naming both."""
+    runs = tmp_path / "runs"
+    trials = [(0, "COMPLETE", 3.0, 8), (1, "COMPLETE", 2.8, 8), (2, "PRUNED", 3.1, 8)]
+    study = {"storage": "sqlite:///runs/tune/raw/lstm/study.db", "study_name": "tune_lstm"}
+    _tune_stage(runs, "lstm", trials[:2], False, "lstm", study={**study, "n_trials_with_value": 2})
+    _tune_stage(runs, "lstm", trials, False, "lstm_worker2", study={**study, "n_trials_with_value": 3})
+    _tune_stage(runs, "lstm", trials, False, "lstm_other", study={**study, "study_name": "tune_lstm_2"})
+    result = report.make_report(runs, n_boot=20)
+    rows = sorted((c["folder"], c["other_workers"], c["trials"]) for c in result["tuning"])
+    assert rows == [("tune/raw/lstm_other", [], 3), ("tune/raw/lstm_worker2", ["tune/raw/lstm"], 3)]
+    assert "| `tune/raw/lstm_worker2`, `tune/raw/lstm` |" in (runs / "report.md").read_text()
 
 
 def test_the_quantum_cost_is_read_strictly_from_resources_json(tmp_path):

@@ -232,8 +232,8 @@ def tuning_section(curves: tuple[TuningCurve, ...], figure: str | None) -> list[
     if not curves:
         return []
     out = ["## Tuning", "", "Every tuned model got the same budget; each was then trained with its best_params.json. "
-           "Still improving: the best trial came in the last third of the trials, so more trials may well find "
-           "better settings.", ""]
+           "\"Still improving\" is yes where the best trial came in the last third of the trials, so more trials "
+           "may well find better settings. Several folders in one row: the workers of one study.", ""]
     if figure:
         out += [f"![best validation loss against trials]({figure})", ""]
     lines = []
@@ -241,7 +241,8 @@ def tuning_section(curves: tuple[TuningCurve, ...], figure: str | None) -> list[
         steps = c.budget["max_steps_per_epoch"]
         budget = f"{c.budget['trials']} trials x {c.budget['epochs_per_trial']} " + \
             (f"epochs x {steps} steps" if steps else "whole epochs")
-        lines.append([c.label, c.track, f"`{c.folder}`", budget, f"{c.complete} / {c.pruned}" + (f" ({c.failed} failed)"
+        folders = ", ".join(f"`{folder}`" for folder in (c.folder, *c.other_workers))
+        lines.append([c.label, c.track, folders, budget, f"{c.complete} / {c.pruned}" + (f" ({c.failed} failed)"
                       if c.failed else ""), fmt.number(c.best_value), NONE if c.best_trial is None else str(c.best_trial),
                       fmt.plain(c.best_params, 3), fmt.number(c.best_parameters),
                       NONE if c.still_improving is None else "yes" if c.still_improving else "no"])

@@ -214,6 +214,7 @@ class TuningCurve:
     best_parameters: int | None  # the best trial's parameter count, when trials.csv records it
     still_improving: bool | None  # the best came in the last third of the trials
     curve: tuple[tuple[int, float], ...]  # (trial number, best value so far) at every trial with a value
+    other_workers: tuple[str, ...] = ()  # folders of other processes that ran trials of the same study
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ tuning folder's metrics.json and trials.csv."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -97,10 +98,22 @@ def _track(data_dir: Path) -> str:
 
 
 def read_curves(stages: list[StageRecord], runs_dir: Path) -> tuple[TuningCurve, ...]:
-    """Every completed tuning folder, named by the token track it searched on."""
-    curves = []
+    """Every completed tuning study, named by the token track it searched on. Workers sharing one study (one
+    storage and study name) make one curve: the summary of the worker that saw the most trials with a value,
+    listing the others' folders."""
+    studies: dict[tuple, list[tuple[int, TuningCurve]]] = {}
     for stage in stages:
         if stage.role == "tune" and stage.status == "completed":
             data_dir = Path(Strict(stage.args, stage.path, "args.").text("data_dir"))
-            curves.append(read_curve(stage, runs_dir, _track(data_dir)))
+            curve = read_curve(stage, runs_dir, _track(data_dir))
+            metrics = read_json(stage.sibling(METRICS_FILE), "tuning metrics")
+            storage, name = metrics.get("storage"), metrics.get("study_name")
+            key = (storage, name) if storage and name else (curve.folder,)
+            studies.setdefault(key, []).append((int(metrics.get("n_trials_with_value") or 0), curve))
+    curves = []
+    for workers in studies.values():
+        most = max(seen for seen, _ in workers)
+        chosen = next(curve for seen, curve in workers if seen == most)
+        others = tuple(curve.folder for _, curve in workers if curve is not chosen)
+        curves.append(dataclasses.replace(chosen, other_workers=others))
     return tuple(curves)
