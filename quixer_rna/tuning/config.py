@@ -128,8 +128,8 @@ class TuneConfig:
 
     def comparable(self) -> dict[str, Any]:
         """What makes the study's trials comparable: a study refuses to continue under other values."""
-        names = ("model", "search_scope", "epochs_per_trial", "patience", "patience_epochs", "plateau_margin", "batch_size",
-                 "max_steps_per_epoch", "eval_every", "val_windows", "seed")
+        names = ("model", "search_scope", "epochs_per_trial", "patience", "patience_epochs", "plateau_margin",
+                 "batch_size", "max_steps_per_epoch", "eval_every", "val_windows", "seed")
         return {**{name: getattr(self, name) for name in names}, **self._model_flags()}
 
     def trial_training(self, values: dict[str, Any]) -> TrainConfig:
