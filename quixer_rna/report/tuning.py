@@ -52,9 +52,10 @@ def _params(row: dict[str, str], path: Path) -> dict:
         raise UserError(f"{path}: trial {row['number']}'s params are not JSON ({exc})") from exc
 
 
-def read_curve(stage: StageRecord, runs_dir: Path, track: str) -> TuningCurve:
-    """One tuning folder as a curve of the best value so far against the trial number (complete trials)."""
-    metrics = Strict(read_json(stage.sibling(METRICS_FILE), "tuning metrics"), stage.sibling(METRICS_FILE))
+def read_curve(stage: StageRecord, runs_dir: Path, track: str, summary: dict) -> TuningCurve:
+    """One tuning folder (its metrics.json read as `summary`) as a curve of the best value so far against the
+    trial number (complete trials)."""
+    metrics = Strict(summary, stage.sibling(METRICS_FILE))
     budget = metrics.sub("budget")
     path = stage.folder / TRIALS_FILE
     rows = _trials(path)
@@ -105,8 +106,8 @@ def read_curves(stages: list[StageRecord], runs_dir: Path) -> tuple[TuningCurve,
     for stage in stages:
         if stage.role == "tune" and stage.status == "completed":
             data_dir = Path(Strict(stage.args, stage.path, "args.").text("data_dir"))
-            curve = read_curve(stage, runs_dir, _track(data_dir))
             metrics = read_json(stage.sibling(METRICS_FILE), "tuning metrics")
+            curve = read_curve(stage, runs_dir, _track(data_dir), metrics)
             storage, name = metrics.get("storage"), metrics.get("study_name")
             key = (storage, name) if storage and name else (curve.folder,)
             studies.setdefault(key, []).append((int(metrics.get("n_trials_with_value") or 0), curve))
